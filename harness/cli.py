@@ -1,0 +1,98 @@
+"""The ``lrbench`` command line: thin commands over the library.
+
+TensorFlow and Ray are imported only inside the commands that need them, so
+``--help`` and a bad grid file's error come back at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.errors import LrbenchError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="lrbench: which optimizer and learning rate train a model, and how fast.",
+)
+
+GridArg = Annotated[Path, typer.Argument(help="Grid file (TOML).", show_default=False)]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def sweep(
+    grid: GridArg,
+    out: Annotated[str | None, typer.Option(
+        help="Results directory or URI (default: results/<grid name>).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="Join an existing Ray cluster (e.g. ray://head:10001, or 'auto').")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        help="Directory holding dataset files (mnist.npz, fashion-mnist/); never downloads.")
+    ] = None,
+    max_failures: Annotated[int, typer.Option(
+        min=0, help="Retries of a trial whose worker died.")] = 2,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and workers' logs.")] = False,
+) -> None:
+    """Run a grid (resumes: trials already stored are skipped)."""
+    from harness.grid import load_grid
+
+    try:
+        spec = load_grid(grid)
+        target = out or str(Path("results") / spec.name)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from harness.sweep import run_sweep
+
+        result = run_sweep(spec, target, address=address, data_dir=data_dir,
+                           max_failures=max_failures, verbose=verbose)
+    except LrbenchError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: finished trials are stored in {out or 'results/'}; "
+                   "run the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
+    typer.echo(f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
+               f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}")
+    if result.unfinished:
+        raise _fail(f"{result.unfinished} trials did not finish (status error); "
+                    "run the same command to retry them", code=1)
+
+
+@app.command()
+def show(
+    grid: GridArg,
+    cpus: Annotated[float | None, typer.Option(
+        help="CPUs to plan for (default: this machine's).")] = None,
+    gpus: Annotated[float, typer.Option(help="GPUs to plan for.")] = 0.0,
+) -> None:
+    """Show a grid expanded: its axes, trial count and worst-case time."""
+    from harness.grid import load_grid, plan
+
+    try:
+        spec = load_grid(grid)
+    except LrbenchError as exc:
+        raise _fail(str(exc)) from None
+    for line in plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus):
+        typer.echo(line)
+
+
+def main() -> None:
+    """Entry point of the ``lrbench`` console script."""
+    try:
+        app()
+    except LrbenchError as exc:  # raised outside a command's own handler
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Keras models, optimizers and losses, built from a trial spec.
+
+Every model takes a ``width`` multiplier; each family's docstring says what it
+scales. Keras is imported inside the functions so that importing this module
+stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) with the C++ start-up notices sent to /dev/null.
+
+    TensorFlow prints its oneDNN and CUDA-probing notices before its logging is
+    set up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them from the sweep's console.
+    """
+    import os
+    import sys
+
+    if "keras" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _scaled(base: int, width: float) -> int:
+    return max(1, int(round(base * width)))
+
+
+def tutorial_cnn(width: float) -> keras.Model:
+    """TensorFlow's tutorial CNN (about 3.27M weights); width scales the conv filters."""
+    from keras import layers
+
+    return _sequential("tutorial_cnn", [
+        layers.Conv2D(_scaled(32, width), 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(_scaled(64, width), 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(1024, activation="relu"),
+        layers.Dropout(0.4),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ])
+
+
+def tiny_cnn(width: float) -> keras.Model:
+    """Two conv and two dense layers, about 3,300 weights at width 1.
+
+    Width scales the conv filters (4, 8) and the hidden dense units (14).
+    """
+    from keras import layers
+
+    return _sequential("tiny_cnn", [
+        layers.Conv2D(_scaled(4, width), 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(_scaled(8, width), 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(_scaled(14, width), activation="relu"),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ])
+
+
+def keras_cnn(width: float) -> keras.Model:
+    """The Keras-examples MNIST CNN; width scales the conv filters and dense units."""
+    from keras import layers
+
+    return _sequential("keras_cnn", [
+        layers.Conv2D(_scaled(32, width), 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Conv2D(_scaled(64, width), 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(_scaled(256, width), activation="relu"),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ])
+
+
+def mlp(width: float, hidden: int = 128, hidden_activation: str = "relu",
+        output_activation: str = "softmax") -> keras.Model:
+    """Flatten, Dense(hidden * width), Dense(10); width scales the hidden units."""
+    from keras import layers
+
+    return _sequential("mlp", [
+        layers.Flatten(),
+        layers.Dense(_scaled(hidden, width), activation=hidden_activation),
+        layers.Dense(NUM_CLASSES, activation=output_activation),
+    ])
+
+
+def _sequential(name: str, body: list[Any]) -> keras.Model:
+    import keras
+
+    return keras.Sequential([keras.Input(INPUT_SHAPE), *body], name=name)
+
+
+BUILDERS = {"tutorial_cnn": tutorial_cnn, "tiny_cnn": tiny_cnn,
+            "keras_cnn": keras_cnn, "mlp": mlp}
+
+
+def build_model(name: str, width: float, kwargs: dict[str, Any] | None = None) -> keras.Model:
+    """A fresh, built model of the named family."""
+    return BUILDERS[name](width, **(kwargs or {}))
+
+
+def output_activation(name: str, kwargs: dict[str, Any] | None = None) -> str:
+    """The activation of a model's last layer (decides how cross-entropy reads it)."""
+    if name == "mlp":
+        return (kwargs or {}).get("output_activation", "softmax")
+    return "softmax"
+
+
+_KERAS_CLASSES = {
+    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad",
+    "adadelta": "Adadelta", "rmsprop": "RMSprop", "adamax": "Adamax", "nadam": "Nadam",
+    "ftrl": "Ftrl", "lion": "Lion", "lamb": "Lamb", "adafactor": "Adafactor", "muon": "Muon",
+}
+
+
+def optimizer_class(name: str) -> Any:
+    """The Keras optimizer class behind a grid name (``gd`` and ``momentum`` are SGD)."""
+    import keras
+
+    return getattr(keras.optimizers, _KERAS_CLASSES.get(name, "SGD"))
+
+
+def optimizer_keywords(name: str) -> set[str]:
+    """Keyword arguments the named optimizer accepts, besides ``learning_rate``."""
+    import inspect
+
+    from keras.optimizers import Optimizer
+
+    cls = optimizer_class(name)
+    names = set(inspect.signature(cls.__init__).parameters)
+    names |= set(inspect.signature(Optimizer.__init__).parameters)
+    return names - {"self", "args", "kwargs", "learning_rate"}
+
+
+def build_optimizer(name: str, lr: Any, kwargs: dict[str, Any] | None = None) -> Any:
+    """A Keras optimizer. ``gd`` is plain SGD; ``momentum`` is SGD with momentum 0.9
+    unless ``momentum`` is given. ``lr`` is a float or a Keras LR schedule."""
+    defaults = {"gd": {"momentum": 0.0}, "momentum": {"momentum": 0.9}}.get(name, {})
+    if isinstance(lr, int | float):
+        lr = float(lr)
+    return optimizer_class(name)(learning_rate=lr, **{**defaults, **(kwargs or {})})
+
+
+def build_loss(name: str, activation: str) -> Any:
+    """Cross-entropy or MSE on one-hot labels; cross-entropy reads logits for a linear output."""
+    import keras
+
+    if name == "mse":
+        return keras.losses.MeanSquaredError()
+    return keras.losses.CategoricalCrossentropy(from_logits=activation == "linear")

@@ -1,0 +1,201 @@
+"""Run a grid on Ray Tune: embedded local Ray by default, or an existing cluster.
+
+The driver expands the grid, skips the trials the store already holds, loads
+each dataset once and hands it to the trials through Ray's object store
+(``tune.with_parameters``), then lets Ray Tune schedule the rest by their
+resource requests. Each trial stores its own result from the worker that ran it,
+so a crash, a killed worker or Ctrl-C keeps every finished trial, and running
+the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import sysinfo
+from harness.data import Dataset, load_dataset
+from harness.errors import GridError
+from harness.grid import GridSpec, TrialSpec
+from harness.records import TrialOutcome, TrialRecord, TrialStatus
+from harness.store import Store
+
+# Environment for trial workers: quiet TensorFlow, and TensorFlow's GPU memory
+# growth so trials sharing a GPU don't each grab all of it.
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a ``run_sweep`` call did."""
+
+    out: str
+    total: int
+    already_stored: int
+    ran: int
+    counts: dict[str, int] = field(default_factory=dict)  # by status, whole store
+    unfinished: int = 0  # trials of the grid with no finished record
+    wall_s: float = 0.0
+
+
+def check_optimizers(grid: GridSpec) -> None:
+    """Check each optimizer's keywords against Keras, so a typo fails now, not in
+    every trial."""
+    from harness.models import import_keras_quietly, optimizer_keywords
+
+    import_keras_quietly()
+    for i, opt in enumerate(grid.optimizers):
+        allowed = optimizer_keywords(opt.name)
+        for key in opt.kwargs:
+            if key not in allowed:
+                raise GridError(grid.source, f"optimizers[{i}].kwargs.{key}",
+                                f"not a keyword of {opt.name}; allowed: "
+                                f"{', '.join(sorted(allowed))}")
+
+
+def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -> None:
+    """Ray Tune's function trainable: run one trial, store it, report its summary."""
+    import ray
+    from ray import tune
+
+    from harness.trial import run_trial
+
+    spec = TrialSpec.from_config(config["trial"])
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    outcome = run_trial(spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0),
+                        gpus=assigned.get("GPU", 0.0))
+    store.write_trial(outcome)
+    tune.report(outcome.summary())
+
+
+def init_ray(address: str | None, verbose: bool = False) -> bool:
+    """Start embedded local Ray (dashboard off, bound to localhost) or join ``address``.
+
+    Returns True when this call started Ray (so the caller shuts it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {
+        "log_to_driver": verbose,
+        "logging_level": "INFO" if verbose else "ERROR",
+        "runtime_env": {"env_vars": WORKER_ENV},
+    }
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", **kwargs)
+    return True
+
+
+def _cluster_info() -> dict[str, Any]:
+    import ray
+
+    nodes = [
+        {"host": n.get("NodeManagerHostname"), "resources": n.get("Resources", {})}
+        for n in ray.nodes() if n.get("Alive")
+    ]
+    return {"cluster_resources": ray.cluster_resources(), "nodes": nodes}
+
+
+def run_sweep(grid: GridSpec, out: str, *, address: str | None = None,
+              data_dir: str | None = None, max_failures: int = 2,
+              verbose: bool = False) -> SweepResult:
+    """Run every trial of ``grid`` not already stored in ``out``."""
+    started = time.monotonic()
+    trials = grid.expand()
+    store = Store(out)
+    store.check_grid(grid.name, grid.digest, grid.source)  # before any slow work
+    check_optimizers(grid)
+
+    finished = store.finished_ids()
+    pending = [t for t in trials if t.trial_id not in finished]
+    stored = len(trials) - len(pending)
+    if not pending:
+        return _result(store, trials, stored, 0, started)
+
+    data = {name: load_dataset(name, data_dir or grid.data_dir)
+            for name in dict.fromkeys(t.dataset for t in pending)}
+
+    # Our store is the record of the sweep: no Tune loggers, no Tune SIGINT handler
+    # (Ctrl-C stops at once; finished trials are already stored).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables
+    started_ray = init_ray(address, verbose)
+    try:
+        from ray import tune
+
+        from harness.progress import SweepProgress
+
+        store.open_sweep(grid.name, grid.to_json(), grid.digest, grid.source, {
+            "host": sysinfo.host(), "versions": sysinfo.versions(), "address": address,
+            "trials": len(trials), "pending": len(pending), **_cluster_info(),
+        })
+        counts = Counter(store.read_trials()["status"])
+        progress = SweepProgress(len(trials), stored, counts)
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, data=data, store=store),
+            {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
+        )
+        with tempfile.TemporaryDirectory(prefix="lrbench-tune-") as tune_dir:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search([t.to_config() for t in pending])},
+                tune_config=tune.TuneConfig(reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name=f"lrbench-{grid.name}", storage_path=tune_dir, verbose=0,
+                    callbacks=[progress],
+                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                ),
+            )
+            try:
+                results = tuner.fit()
+            finally:
+                progress.close()
+        _record_worker_failures(store, results)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return _result(store, trials, stored, len(pending), started)
+
+
+def _record_worker_failures(store: Store, results: Any) -> None:
+    """Store an ``error`` row for each trial Ray gave up on (its worker died) and
+    that has no row of its own; a rerun retries it."""
+    stored = set(store.read_trials()["trial_id"])
+    for result in results:
+        if result.error is None:
+            continue
+        spec = TrialSpec.from_config(result.config["trial"])
+        if spec.trial_id in stored:
+            continue
+        message = str(result.error).strip().splitlines()
+        record = TrialRecord.from_spec(
+            spec, TrialStatus.ERROR,
+            error=f"{type(result.error).__name__}: {message[0] if message else ''}",
+            traceback=str(result.error), versions=sysinfo.versions(),
+        )
+        store.write_trial(TrialOutcome(record=record, curve=[]))
+
+
+def _result(store: Store, trials: list[TrialSpec], stored: int, ran: int,
+            started: float) -> SweepResult:
+    df = store.read_trials()
+    ids = {t.trial_id for t in trials}
+    mine = df[df["trial_id"].isin(ids)]
+    finished = set(mine.loc[mine["status"] != TrialStatus.ERROR.value, "trial_id"])
+    return SweepResult(
+        out=store.out, total=len(trials), already_stored=stored, ran=ran,
+        counts={str(k): int(v) for k, v in mine["status"].value_counts().items()},
+        unfinished=len(ids - finished), wall_s=time.monotonic() - started,
+    )
