@@ -316,7 +316,8 @@ def _models(top: _Table) -> tuple[ModelSpec, ...]:
                 raise entry.error(f"kwargs.{key}",
                                   f"unknown value {kwargs[key]!r}; allowed: {', '.join(choices)}")
         if "hidden" in kwargs and (not isinstance(kwargs["hidden"], int) or kwargs["hidden"] < 1):
-            raise entry.error("kwargs.hidden", f"must be a positive integer, got {kwargs['hidden']!r}")
+            raise entry.error("kwargs.hidden",
+                              f"must be a positive integer, got {kwargs['hidden']!r}")
         specs.append(ModelSpec(name=name, widths=tuple(float(w) for w in widths), kwargs=kwargs))
     return tuple(specs)
 
@@ -329,7 +330,8 @@ def _optimizers(top: _Table) -> tuple[OptimizerSpec, ...]:
         entry = _entry(top, "optimizers", i, value, ("name", "kwargs"))
         name = entry.string("name", None)
         if name.lower() not in OPTIMIZERS:
-            raise entry.error("name", f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+            raise entry.error("name",
+                              f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
         # Keyword names are checked against the Keras class when the sweep starts.
         kwargs = _kwargs(entry, None)
         if "learning_rate" in kwargs:

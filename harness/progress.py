@@ -31,8 +31,14 @@ class SweepProgress(Callback):
 
     def setup(self, **info: Any) -> None:
         if self.live:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),

@@ -15,6 +15,7 @@ or a URI that pyarrow's filesystem layer understands (``s3://``, ``gs://``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import uuid
@@ -110,10 +111,8 @@ class Store:
                 write(sink)
             self.fs.move(tmp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 self.fs.delete_file(tmp)
-            except OSError:
-                pass
             raise
 
     # -- manifest

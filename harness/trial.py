@@ -235,7 +235,7 @@ def run_trial(spec: TrialSpec, data: Dataset, *, cpus: float = 1.0,
         validate = _val_accuracy(data)
         tracker = _make_tracker(spec, len(data.x_train), trial_start, validate)
         model.fit(make_dataset(data, spec.batch_size, spec.seed, threads),
-                  epochs=spec.max_epochs, verbose=0, callbacks=[tracker])
+                  epochs=spec.max_epochs, shuffle=False, verbose=0, callbacks=[tracker])
         if tracker.status is None:  # max_epochs ran out between checks
             tracker.status = TrialStatus.BUDGET
         if tracker.curve and tracker.curve[-1].val_acc is None:
@@ -261,7 +261,8 @@ def run_trial(spec: TrialSpec, data: Dataset, *, cpus: float = 1.0,
                           epochs_to_target=hit.epoch, examples_to_target=hit.examples)
     record = TrialRecord.from_spec(
         spec, status, n_params=n_params, started_at=started_at, host=sysinfo.host(),
-        worker_pid=os.getpid(),        device=device, cpus=cpus, gpus=gpus, versions=sysinfo.versions(),
+        worker_pid=os.getpid(), device=device, cpus=cpus, gpus=gpus,
+        versions=sysinfo.versions(),
         wall_s=time.perf_counter() - trial_start, **fields,
     )
     return TrialOutcome(record=record, curve=curve)

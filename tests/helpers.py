@@ -1,0 +1,40 @@
+"""Canned trial specs for the tests: one that reaches its target, one that runs
+out of budget, one that diverges, one that fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.grid import TrialSpec
+
+BASE: dict[str, Any] = dict(
+    sweep="test", dataset="mnist5k", train_size=None, model="tiny_cnn", width=1.0,
+    model_kwargs={}, optimizer="adam", optimizer_kwargs={}, lr=0.01, batch_size=100,
+    loss="crossentropy", seed=0, target_metric="recent", target_acc=0.8, window=20,
+    budget_s=20.0, max_epochs=30, check_every=0, diverge_factor=5.0,
+)
+
+
+def spec(**changes: Any) -> TrialSpec:
+    """A tiny_cnn trial on mnist5k with the given changes."""
+    return TrialSpec(**{**BASE, **changes})
+
+
+def reaching(**changes: Any) -> TrialSpec:
+    """Adam at a good LR to a modest target: reaches it in about a second."""
+    return spec(**changes)
+
+
+def out_of_budget(budget_s: float = 1.5, **changes: Any) -> TrialSpec:
+    """Plain GD at 1e-6: makes no progress, so the time budget runs out."""
+    return spec(optimizer="gd", lr=1e-6, budget_s=budget_s, **changes)
+
+
+def diverging(**changes: Any) -> TrialSpec:
+    """Plain GD at LR 100: the loss explodes within the first check."""
+    return spec(optimizer="gd", lr=100.0, **changes)
+
+
+def failing(**changes: Any) -> TrialSpec:
+    """An optimizer keyword Keras rejects: the trial raises, so its status is error."""
+    return spec(optimizer_kwargs={"no_such_keyword": 1}, **changes)

@@ -1,0 +1,70 @@
+"""Kill a running ``lrbench sweep`` after some trials finish, then run it again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+GRID = """
+name = "resume-test"
+models = ["tiny_cnn"]
+optimizers = ["gd"]
+lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]
+[stop]
+budget_s = 2.5
+"""
+
+
+def _sweep(grid, out, **kwargs):
+    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(grid), "--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kwargs)
+
+
+def _stored(out):
+    folder = out / "trials"
+    if not folder.exists():
+        return {}
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet")}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
+def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_grid, sig):
+    grid, out = write_grid(GRID), tmp_path / "out"
+    proc = _sweep(grid, out)
+    deadline = time.monotonic() + 240
+    while len(_stored(out)) < 2:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, output
+        assert "run the same command to resume" in output
+    time.sleep(1)
+    before = _stored(out)
+    assert 2 <= len(before) < 6
+
+    again = _sweep(grid, out)
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
+    assert f"{len(before)} already stored, {6 - len(before)} run now" in output
+
+    after = _stored(out)
+    for name, mtime in before.items():  # finished trials were not run again
+        assert after[name] == mtime
+    trials = pd.read_parquet(out / "trials")
+    assert len(trials) == 6 and trials.trial_id.is_unique
+    assert set(trials.status) == {"budget"}
+    runs = json.loads((out / "manifest.json").read_text())["runs"]
+    assert [r["pending"] for r in runs] == [6, 6 - len(before)]
+    assert not [p for p in out.rglob(".*")], "temporary files left behind"

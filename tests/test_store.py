@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from harness.errors import StoreError
+from harness.grid import parse_grid
+from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
+from harness.store import Store, curves_schema, read_grid_metadata, trials_schema
+from tests import helpers
+
+
+def outcome(status=TrialStatus.REACHED, **changes) -> TrialOutcome:
+    spec = helpers.spec(**changes)
+    reached = status is TrialStatus.REACHED
+    record = TrialRecord.from_spec(
+        spec, status, n_params=3300, time_to_target_s=1.5 if reached else None,
+        steps_to_target=40 if reached else None, steps=40, train_s=1.5,
+        started_at="2026-11-22T10:00:00+00:00", host="h", device="cpu: x",
+        versions={"keras": "3"},
+    )
+    curve = [CurvePoint(spec.trial_id, s, s / 40, s * 100, s / 10, 0.01, 0.5, 0.8, 0.7, 0.8,
+                        0.75 if s == 40 else None) for s in (1, 20, 40)]
+    return TrialOutcome(record, curve)
+
+
+def test_round_trip_keeps_documented_types(tmp_path):
+    store = Store(str(tmp_path / "r"), grid_json={"name": "g"})
+    store.write_trial(outcome())
+    store.write_trial(outcome(TrialStatus.BUDGET, lr=1e-6))
+    trials, curves = store.read_trials(), store.read_curves()
+    assert list(trials.columns) == trials_schema().names
+    assert list(curves.columns) == curves_schema().names
+    assert len(trials) == 2 and len(curves) == 6
+    assert trials["steps_to_target"].dtype == pd.Int64Dtype()
+    assert trials["time_to_target_s"].dtype == "float64"
+    assert str(trials["started_at"].dtype) == "datetime64[us, UTC]"
+    budget = trials[trials.status == "budget"].iloc[0]
+    assert pd.isna(budget["time_to_target_s"]) and pd.isna(budget["steps_to_target"])
+    assert json.loads(trials["versions"].iloc[0]) == {"keras": "3"}
+    assert curves["val_acc"].notna().sum() == 2
+    # each file explains itself: the grid is in the schema metadata
+    path = tmp_path / "r" / "trials" / f"{helpers.spec().trial_id}.parquet"
+    assert read_grid_metadata(str(path)) == {"name": "g"}
+    # no temporary files are left behind
+    assert not [p for p in (tmp_path / "r").rglob(".*")]
+
+
+def test_error_trials_are_not_finished_and_a_retry_replaces_them(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_trial(outcome(TrialStatus.ERROR, lr=0.5))
+    store.write_trial(outcome(TrialStatus.DIVERGED, lr=50.0))
+    assert store.finished_ids() == {helpers.spec(lr=50.0).trial_id}
+    store.write_trial(outcome(TrialStatus.REACHED, lr=0.5))
+    trials = store.read_trials()
+    assert len(trials) == 2 and set(trials.status) == {"reached", "diverged"}
+
+
+def test_empty_store_reads_as_empty_tables(tmp_path):
+    store = Store(str(tmp_path / "none"))
+    assert store.read_trials().empty and store.read_curves().empty
+    assert store.finished_ids() == set() and store.read_manifest() is None
+
+
+def test_corrupt_parquet_file_is_named(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_trial(outcome())
+    bad = tmp_path / "trials" / "0123456789abcdef.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(StoreError) as info:
+        store.read_trials()
+    assert str(bad) in str(info.value) and "corrupt" in str(info.value)
+
+
+def test_manifest_refuses_another_grids_directory(tmp_path):
+    base = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.1]}
+    a = parse_grid({**base, "name": "a"}, "a.toml")
+    b = parse_grid({**base, "name": "b", "lr": [0.2]}, "b.toml")
+    store = Store(str(tmp_path))
+    store.open_sweep(a.name, a.to_json(), a.digest, a.source, {"host": "h"})
+    store.open_sweep(a.name, a.to_json(), a.digest, a.source, {"host": "h"})  # a resume
+    assert len(store.read_manifest()["runs"]) == 2
+    with pytest.raises(StoreError, match="holds results of grid 'a' .* not of b.toml"):
+        store.open_sweep(b.name, b.to_json(), b.digest, b.source, {})

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.records import TrialStatus
+from harness.trial import default_check_every, run_trial
+from tests import helpers
+
+pytestmark = pytest.mark.slow
+
+
+def test_reaches_target_and_records_time_steps_epochs_examples(mnist5k):
+    out = run_trial(helpers.reaching(), mnist5k)
+    r = out.record
+    assert r.status is TrialStatus.REACHED, r.error
+    every = default_check_every(40)  # 4,000 images / batch 100 = 40 steps an epoch
+    assert r.steps_to_target % every == 0
+    assert r.examples_to_target == r.steps_to_target * 100
+    assert r.epochs_to_target == pytest.approx(r.examples_to_target / 4000)
+    assert 0 < r.time_to_target_s == r.train_s < r.budget_s
+    assert r.startup_s > 0 and r.wall_s >= r.startup_s + r.train_s + r.val_s
+    assert r.final_train_acc >= 0.8 and r.best_train_acc >= r.final_train_acc
+    assert r.n_params == 3300 and r.device.startswith("cpu")
+    assert r.final_val_acc is not None and r.final_val_acc > 0.6
+    # the curve: increasing steps and clock, the target metric at each check
+    steps = [p.step for p in out.curve]
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] == r.steps_to_target
+    assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(out.curve, out.curve[1:], strict=False))
+    assert out.curve[-1].train_acc == r.final_train_acc
+    assert out.curve[-1].val_acc == r.final_val_acc
+    assert all(p.lr == pytest.approx(0.01) for p in out.curve)
+
+
+def test_runs_out_of_budget_within_one_check(mnist5k):
+    r = run_trial(helpers.out_of_budget(budget_s=1.5), mnist5k).record
+    assert r.status is TrialStatus.BUDGET
+    assert r.time_to_target_s is None and r.steps_to_target is None
+    assert 1.5 <= r.train_s < 2.5
+    assert r.final_train_acc < 0.5
+
+
+def test_max_epochs_is_a_budget_stop(mnist5k):
+    out = run_trial(helpers.out_of_budget(budget_s=60, max_epochs=2, train_size=500), mnist5k)
+    assert out.record.status is TrialStatus.BUDGET
+    assert out.record.epochs == pytest.approx(2.0)
+    # validation at each epoch end (the stop here is the second epoch's end)
+    assert [p.step for p in out.curve if p.val_acc is not None] == [5, 10]
+
+
+def test_diverges_and_stops_at_the_first_check(mnist5k):
+    out = run_trial(helpers.diverging(check_every=3), mnist5k)
+    r = out.record
+    assert r.status is TrialStatus.DIVERGED
+    assert r.steps <= 3  # stopped at once, not at the end of the budget
+    assert r.train_s < 1.0
+    last = out.curve[-1].train_loss
+    assert not math.isfinite(last) or last > 5 * out.curve[0].train_loss
+
+
+def test_an_exception_is_recorded_as_error(mnist5k):
+    r = run_trial(helpers.failing(), mnist5k).record
+    assert r.status is TrialStatus.ERROR
+    assert "no_such_keyword" in r.error and "\n" not in r.error
+    assert "Traceback" in r.traceback
+
+
+def test_running_accuracy_is_cumulative_since_step_zero(mnist5k):
+    # check_every=1 and window=1: recent_acc is each batch's accuracy. 250 images in
+    # batches of 100 make epochs of 100 + 100 + 50, so epoch accounting is exercised.
+    out = run_trial(helpers.spec(train_size=250, check_every=1, window=1, target_acc=1.0,
+                                 target_metric="running", max_epochs=4, budget_s=60), mnist5k)
+    curve = out.curve
+    sizes = np.diff([0] + [p.examples for p in curve])
+    assert list(sizes[:3]) == [100, 100, 50] and len(curve) == 12
+    correct = np.array([p.recent_acc for p in curve]) * sizes
+    assert np.allclose(correct, np.round(correct))  # whole numbers of correct examples
+    running = np.cumsum(correct) / np.cumsum(sizes)
+    assert np.allclose([p.running_acc for p in curve], running)
+    assert [p.train_acc for p in curve] == [p.running_acc for p in curve]
