@@ -16,7 +16,9 @@ import typer
 from harness.errors import LrbenchError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="lrbench: which optimizer and learning rate train a model, and how fast.",
 )
 
@@ -31,15 +33,22 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 @app.command()
 def sweep(
     grid: GridArg,
-    out: Annotated[str | None, typer.Option(
-        help="Results directory or URI (default: results/<grid name>).")] = None,
-    address: Annotated[str | None, typer.Option(
-        help="Join an existing Ray cluster (e.g. ray://head:10001, or 'auto').")] = None,
-    data_dir: Annotated[str | None, typer.Option(
-        help="Directory holding dataset files (mnist.npz, fashion-mnist/); never downloads.")
+    out: Annotated[
+        str | None, typer.Option(help="Results directory or URI (default: results/<grid name>).")
     ] = None,
-    max_failures: Annotated[int, typer.Option(
-        min=0, help="Retries of a trial whose worker died.")] = 2,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Join an existing Ray cluster (e.g. ray://head:10001, or 'auto')."),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Directory holding dataset files (mnist.npz, fashion-mnist/); never downloads."
+        ),
+    ] = None,
+    max_failures: Annotated[
+        int, typer.Option(min=0, help="Retries of a trial whose worker died.")
+    ] = 2,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and workers' logs.")] = False,
 ) -> None:
     """Run a grid (resumes: trials already stored are skipped)."""
@@ -51,27 +60,42 @@ def sweep(
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from harness.sweep import run_sweep
 
-        result = run_sweep(spec, target, address=address, data_dir=data_dir,
-                           max_failures=max_failures, verbose=verbose)
+        result = run_sweep(
+            spec,
+            target,
+            address=address,
+            data_dir=data_dir,
+            max_failures=max_failures,
+            verbose=verbose,
+        )
     except LrbenchError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: finished trials are stored in {out or 'results/'}; "
-                   "run the same command to resume", err=True)
+        typer.echo(
+            f"\ninterrupted: finished trials are stored in {out or 'results/'}; "
+            "run the same command to resume",
+            err=True,
+        )
         raise typer.Exit(130) from None
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    typer.echo(f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
-               f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}")
+    typer.echo(
+        f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
+        f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}"
+    )
     if result.unfinished:
-        raise _fail(f"{result.unfinished} trials did not finish (status error); "
-                    "run the same command to retry them", code=1)
+        raise _fail(
+            f"{result.unfinished} trials did not finish (status error); "
+            "run the same command to retry them",
+            code=1,
+        )
 
 
 @app.command()
 def show(
     grid: GridArg,
-    cpus: Annotated[float | None, typer.Option(
-        help="CPUs to plan for (default: this machine's).")] = None,
+    cpus: Annotated[
+        float | None, typer.Option(help="CPUs to plan for (default: this machine's).")
+    ] = None,
     gpus: Annotated[float, typer.Option(help="GPUs to plan for.")] = 0.0,
 ) -> None:
     """Show a grid expanded: its axes, trial count and worst-case time."""

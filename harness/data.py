@@ -44,14 +44,16 @@ class Dataset:
         """The same dataset with only the first ``train_size`` training examples (a view)."""
         if train_size is None or train_size >= len(self.x_train):
             return self
-        return Dataset(self.name, self.x_train[:train_size], self.y_train[:train_size],
-                       self.x_val, self.y_val)
+        return Dataset(
+            self.name, self.x_train[:train_size], self.y_train[:train_size], self.x_val, self.y_val
+        )
 
 
-def _prepare(name: str, x_train: np.ndarray, y_train: np.ndarray,
-             x_val: np.ndarray, y_val: np.ndarray) -> Dataset:
+def _prepare(
+    name: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> Dataset:
     def images(x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1) / 255.0)
+        return np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1) / 255.0
 
     def one_hot(y: np.ndarray) -> np.ndarray:
         return np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(y, dtype=np.int64)]

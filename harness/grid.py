@@ -28,7 +28,15 @@ MODELS: dict[str, tuple[str, ...]] = {
 # The six optimizers of the reference experiment, then any other Keras optimizer by name.
 NAMED_OPTIMIZERS = ("gd", "momentum", "adam", "adagrad", "adadelta", "rmsprop")
 KERAS_OPTIMIZERS = (
-    "sgd", "adamw", "adamax", "nadam", "ftrl", "lion", "lamb", "adafactor", "muon",
+    "sgd",
+    "adamw",
+    "adamax",
+    "nadam",
+    "ftrl",
+    "lion",
+    "lamb",
+    "adafactor",
+    "muon",
 )
 OPTIMIZERS = NAMED_OPTIMIZERS + KERAS_OPTIMIZERS
 LOSSES = ("crossentropy", "mse")
@@ -37,8 +45,18 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "gelu", "selu", "softplus", "li
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 
 _TOP_KEYS = (
-    "name", "description", "data_dir", "datasets", "models", "optimizers", "lr",
-    "batch_size", "loss", "seeds", "stop", "resources",
+    "name",
+    "description",
+    "data_dir",
+    "datasets",
+    "models",
+    "optimizers",
+    "lr",
+    "batch_size",
+    "loss",
+    "seeds",
+    "stop",
+    "resources",
 )
 
 
@@ -150,18 +168,34 @@ class GridSpec:
         """Every trial of the grid, in a fixed order, each once."""
         trials: dict[str, TrialSpec] = {}
         for ds, model, opt, lr, bs, loss, seed in itertools.product(
-            self.datasets, self.models, self.optimizers, self.lrs,
-            self.batch_sizes, self.losses, self.seeds,
+            self.datasets,
+            self.models,
+            self.optimizers,
+            self.lrs,
+            self.batch_sizes,
+            self.losses,
+            self.seeds,
         ):
             for width in model.widths:
                 spec = TrialSpec(
-                    sweep=self.name, dataset=ds.name, train_size=ds.train_size,
-                    model=model.name, width=width, model_kwargs=dict(model.kwargs),
-                    optimizer=opt.name, optimizer_kwargs=dict(opt.kwargs), lr=lr,
-                    batch_size=bs, loss=loss, seed=seed,
-                    target_metric=self.stop.metric, target_acc=self.stop.target,
-                    window=self.stop.window, budget_s=self.stop.budget_s,
-                    max_epochs=self.stop.max_epochs, check_every=self.stop.check_every,
+                    sweep=self.name,
+                    dataset=ds.name,
+                    train_size=ds.train_size,
+                    model=model.name,
+                    width=width,
+                    model_kwargs=dict(model.kwargs),
+                    optimizer=opt.name,
+                    optimizer_kwargs=dict(opt.kwargs),
+                    lr=lr,
+                    batch_size=bs,
+                    loss=loss,
+                    seed=seed,
+                    target_metric=self.stop.metric,
+                    target_acc=self.stop.target,
+                    window=self.stop.window,
+                    budget_s=self.stop.budget_s,
+                    max_epochs=self.stop.max_epochs,
+                    check_every=self.stop.check_every,
                     diverge_factor=self.stop.diverge_factor,
                 )
                 trials.setdefault(spec.trial_id, spec)
@@ -217,7 +251,8 @@ class _Table:
         unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise GridError(
-                source, self.key(unknown[0]),
+                source,
+                self.key(unknown[0]),
                 f"unknown key; allowed: {', '.join(allowed)}",
             )
 
@@ -230,8 +265,15 @@ class _Table:
     def get(self, name: str, default: Any = None) -> Any:
         return self.data.get(name, default)
 
-    def number(self, name: str, default: float, *, minimum: float | None = None,
-               positive: bool = False, integer: bool = False) -> Any:
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        positive: bool = False,
+        integer: bool = False,
+    ) -> Any:
         value = self.data.get(name, default)
         kinds: tuple[type, ...] = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
@@ -262,8 +304,7 @@ def _as_list(table: _Table, name: str, default: Any) -> list[Any]:
     return values
 
 
-def _entry(table: _Table, name: str, index: int, value: Any,
-           allowed: tuple[str, ...]) -> _Table:
+def _entry(table: _Table, name: str, index: int, value: Any, allowed: tuple[str, ...]) -> _Table:
     """An axis entry given as a bare name or as a table with a ``name`` key."""
     path = f"{table.key(name)}[{index}]"
     if isinstance(value, str):
@@ -310,14 +351,18 @@ def _models(top: _Table) -> tuple[ModelSpec, ...]:
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
                 raise entry.error("widths", f"must be positive numbers, got {w!r}")
         kwargs = _kwargs(entry, MODELS[name])
-        for key, choices in (("hidden_activation", ACTIVATIONS),
-                             ("output_activation", OUTPUT_ACTIVATIONS)):
+        for key, choices in (
+            ("hidden_activation", ACTIVATIONS),
+            ("output_activation", OUTPUT_ACTIVATIONS),
+        ):
             if key in kwargs and kwargs[key] not in choices:
-                raise entry.error(f"kwargs.{key}",
-                                  f"unknown value {kwargs[key]!r}; allowed: {', '.join(choices)}")
+                raise entry.error(
+                    f"kwargs.{key}", f"unknown value {kwargs[key]!r}; allowed: {', '.join(choices)}"
+                )
         if "hidden" in kwargs and (not isinstance(kwargs["hidden"], int) or kwargs["hidden"] < 1):
-            raise entry.error("kwargs.hidden",
-                              f"must be a positive integer, got {kwargs['hidden']!r}")
+            raise entry.error(
+                "kwargs.hidden", f"must be a positive integer, got {kwargs['hidden']!r}"
+            )
         specs.append(ModelSpec(name=name, widths=tuple(float(w) for w in widths), kwargs=kwargs))
     return tuple(specs)
 
@@ -330,8 +375,9 @@ def _optimizers(top: _Table) -> tuple[OptimizerSpec, ...]:
         entry = _entry(top, "optimizers", i, value, ("name", "kwargs"))
         name = entry.string("name", None)
         if name.lower() not in OPTIMIZERS:
-            raise entry.error("name",
-                              f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+            raise entry.error(
+                "name", f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}"
+            )
         # Keyword names are checked against the Keras class when the sweep starts.
         kwargs = _kwargs(entry, None)
         if "learning_rate" in kwargs:
@@ -481,13 +527,16 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
     lines = [
         f"grid        {grid.name}  ({grid.source}, digest {grid.digest})",
         *([f"            {grid.description}"] if grid.description else []),
-        "datasets    " + ", ".join(
-            d.name + (f" (first {d.train_size})" if d.train_size else "") for d in grid.datasets),
-        "models      " + ", ".join(
-            f"{m.name} x{fmt(m.widths)}" + (f" {m.kwargs}" if m.kwargs else "")
-            for m in grid.models),
-        "optimizers  " + ", ".join(
-            o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
+        "datasets    "
+        + ", ".join(
+            d.name + (f" (first {d.train_size})" if d.train_size else "") for d in grid.datasets
+        ),
+        "models      "
+        + ", ".join(
+            f"{m.name} x{fmt(m.widths)}" + (f" {m.kwargs}" if m.kwargs else "") for m in grid.models
+        ),
+        "optimizers  "
+        + ", ".join(o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
         f"lr          {lr_text}",
         f"batch_size  {fmt(grid.batch_sizes)}",
         f"loss        {', '.join(grid.losses)}",

@@ -47,16 +47,19 @@ def tutorial_cnn(width: float) -> keras.Model:
     """TensorFlow's tutorial CNN (about 3.27M weights); width scales the conv filters."""
     from keras import layers
 
-    return _sequential("tutorial_cnn", [
-        layers.Conv2D(_scaled(32, width), 5, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(_scaled(64, width), 5, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(1024, activation="relu"),
-        layers.Dropout(0.4),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    return _sequential(
+        "tutorial_cnn",
+        [
+            layers.Conv2D(_scaled(32, width), 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(_scaled(64, width), 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(1024, activation="relu"),
+            layers.Dropout(0.4),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+    )
 
 
 def tiny_cnn(width: float) -> keras.Model:
@@ -66,44 +69,57 @@ def tiny_cnn(width: float) -> keras.Model:
     """
     from keras import layers
 
-    return _sequential("tiny_cnn", [
-        layers.Conv2D(_scaled(4, width), 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(_scaled(8, width), 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(_scaled(14, width), activation="relu"),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    return _sequential(
+        "tiny_cnn",
+        [
+            layers.Conv2D(_scaled(4, width), 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(_scaled(8, width), 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(_scaled(14, width), activation="relu"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+    )
 
 
 def keras_cnn(width: float) -> keras.Model:
     """The Keras-examples MNIST CNN; width scales the conv filters and dense units."""
     from keras import layers
 
-    return _sequential("keras_cnn", [
-        layers.Conv2D(_scaled(32, width), 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(0.25),
-        layers.Conv2D(_scaled(64, width), 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(0.25),
-        layers.Flatten(),
-        layers.Dense(_scaled(256, width), activation="relu"),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    return _sequential(
+        "keras_cnn",
+        [
+            layers.Conv2D(_scaled(32, width), 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Conv2D(_scaled(64, width), 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(_scaled(256, width), activation="relu"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+    )
 
 
-def mlp(width: float, hidden: int = 128, hidden_activation: str = "relu",
-        output_activation: str = "softmax") -> keras.Model:
+def mlp(
+    width: float,
+    hidden: int = 128,
+    hidden_activation: str = "relu",
+    output_activation: str = "softmax",
+) -> keras.Model:
     """Flatten, Dense(hidden * width), Dense(10); width scales the hidden units."""
     from keras import layers
 
-    return _sequential("mlp", [
-        layers.Flatten(),
-        layers.Dense(_scaled(hidden, width), activation=hidden_activation),
-        layers.Dense(NUM_CLASSES, activation=output_activation),
-    ])
+    return _sequential(
+        "mlp",
+        [
+            layers.Flatten(),
+            layers.Dense(_scaled(hidden, width), activation=hidden_activation),
+            layers.Dense(NUM_CLASSES, activation=output_activation),
+        ],
+    )
 
 
 def _sequential(name: str, body: list[Any]) -> keras.Model:
@@ -112,8 +128,7 @@ def _sequential(name: str, body: list[Any]) -> keras.Model:
     return keras.Sequential([keras.Input(INPUT_SHAPE), *body], name=name)
 
 
-BUILDERS = {"tutorial_cnn": tutorial_cnn, "tiny_cnn": tiny_cnn,
-            "keras_cnn": keras_cnn, "mlp": mlp}
+BUILDERS = {"tutorial_cnn": tutorial_cnn, "tiny_cnn": tiny_cnn, "keras_cnn": keras_cnn, "mlp": mlp}
 
 
 def build_model(name: str, width: float, kwargs: dict[str, Any] | None = None) -> keras.Model:
@@ -129,9 +144,19 @@ def output_activation(name: str, kwargs: dict[str, Any] | None = None) -> str:
 
 
 _KERAS_CLASSES = {
-    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad",
-    "adadelta": "Adadelta", "rmsprop": "RMSprop", "adamax": "Adamax", "nadam": "Nadam",
-    "ftrl": "Ftrl", "lion": "Lion", "lamb": "Lamb", "adafactor": "Adafactor", "muon": "Muon",
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "rmsprop": "RMSprop",
+    "adamax": "Adamax",
+    "nadam": "Nadam",
+    "ftrl": "Ftrl",
+    "lion": "Lion",
+    "lamb": "Lamb",
+    "adafactor": "Adafactor",
+    "muon": "Muon",
 }
 
 

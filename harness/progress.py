@@ -41,14 +41,20 @@ class SweepProgress(Callback):
             )
 
             self._progress = Progress(
-                TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[counts]}"), TextColumn("elapsed"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn("sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TextColumn("elapsed"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
                 transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("sweep", total=self.total,
-                                                 completed=self.done, counts=self._text())
+            self._task = self._progress.add_task(
+                "sweep", total=self.total, completed=self.done, counts=self._text()
+            )
 
     def record(self, status: str, what: str) -> None:
         """Count one finished trial and redraw."""
@@ -61,8 +67,11 @@ class SweepProgress(Callback):
             elapsed = time.monotonic() - self.started
             left = self.total - self.done
             eta = elapsed / self.ran * left if self.ran else 0.0
-            print(f"[{self.done}/{self.total}] {status:8s} {what} | {self._text()} | "
-                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"[{self.done}/{self.total}] {status:8s} {what} | {self._text()} | eta {eta:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}

@@ -96,13 +96,26 @@ class TrialRecord:
     def from_spec(cls, spec: TrialSpec, status: TrialStatus, **fields: Any) -> TrialRecord:
         """A record carrying the spec's fields, the status, and any measured fields."""
         return cls(
-            trial_id=spec.trial_id, sweep=spec.sweep, dataset=spec.dataset,
-            train_size=spec.train_size, model=spec.model, width=spec.width,
-            n_params=fields.pop("n_params", None), optimizer=spec.optimizer,
-            optimizer_kwargs=spec.optimizer_kwargs, model_kwargs=spec.model_kwargs,
-            lr=spec.lr, batch_size=spec.batch_size, loss=spec.loss, seed=spec.seed,
-            target_metric=spec.target_metric, target_acc=spec.target_acc,
-            budget_s=spec.budget_s, max_epochs=spec.max_epochs, status=status, **fields,
+            trial_id=spec.trial_id,
+            sweep=spec.sweep,
+            dataset=spec.dataset,
+            train_size=spec.train_size,
+            model=spec.model,
+            width=spec.width,
+            n_params=fields.pop("n_params", None),
+            optimizer=spec.optimizer,
+            optimizer_kwargs=spec.optimizer_kwargs,
+            model_kwargs=spec.model_kwargs,
+            lr=spec.lr,
+            batch_size=spec.batch_size,
+            loss=spec.loss,
+            seed=spec.seed,
+            target_metric=spec.target_metric,
+            target_acc=spec.target_acc,
+            budget_s=spec.budget_s,
+            max_epochs=spec.max_epochs,
+            status=status,
+            **fields,
         )
 
     def to_row(self) -> dict[str, Any]:

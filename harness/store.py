@@ -40,21 +40,52 @@ def trials_schema() -> pa.Schema:
     import pyarrow as pa
 
     f64, i64, s = pa.float64(), pa.int64(), pa.string()
-    return pa.schema([
-        ("trial_id", s), ("sweep", s), ("dataset", s), ("train_size", i64),
-        ("model", s), ("width", f64), ("n_params", i64), ("optimizer", s),
-        ("optimizer_kwargs", s), ("model_kwargs", s), ("lr", f64), ("batch_size", i64),
-        ("loss", s), ("seed", i64), ("target_metric", s), ("target_acc", f64),
-        ("budget_s", f64), ("max_epochs", i64), ("status", s),
-        ("time_to_target_s", f64), ("steps_to_target", i64), ("epochs_to_target", f64),
-        ("examples_to_target", i64), ("steps", i64), ("epochs", f64),
-        ("train_s", f64), ("startup_s", f64), ("val_s", f64), ("wall_s", f64),
-        ("final_train_acc", f64), ("best_train_acc", f64), ("final_val_acc", f64),
-        ("final_train_loss", f64), ("error", s), ("traceback", s),
-        ("started_at", pa.timestamp("us", tz="UTC")), ("host", s),
-        ("worker_pid", i64), ("device", s),
-        ("cpus", f64), ("gpus", f64), ("versions", s),
-    ])
+    return pa.schema(
+        [
+            ("trial_id", s),
+            ("sweep", s),
+            ("dataset", s),
+            ("train_size", i64),
+            ("model", s),
+            ("width", f64),
+            ("n_params", i64),
+            ("optimizer", s),
+            ("optimizer_kwargs", s),
+            ("model_kwargs", s),
+            ("lr", f64),
+            ("batch_size", i64),
+            ("loss", s),
+            ("seed", i64),
+            ("target_metric", s),
+            ("target_acc", f64),
+            ("budget_s", f64),
+            ("max_epochs", i64),
+            ("status", s),
+            ("time_to_target_s", f64),
+            ("steps_to_target", i64),
+            ("epochs_to_target", f64),
+            ("examples_to_target", i64),
+            ("steps", i64),
+            ("epochs", f64),
+            ("train_s", f64),
+            ("startup_s", f64),
+            ("val_s", f64),
+            ("wall_s", f64),
+            ("final_train_acc", f64),
+            ("best_train_acc", f64),
+            ("final_val_acc", f64),
+            ("final_train_loss", f64),
+            ("error", s),
+            ("traceback", s),
+            ("started_at", pa.timestamp("us", tz="UTC")),
+            ("host", s),
+            ("worker_pid", i64),
+            ("device", s),
+            ("cpus", f64),
+            ("gpus", f64),
+            ("versions", s),
+        ]
+    )
 
 
 def curves_schema() -> pa.Schema:
@@ -62,11 +93,21 @@ def curves_schema() -> pa.Schema:
     import pyarrow as pa
 
     f64, i64 = pa.float64(), pa.int64()
-    return pa.schema([
-        ("trial_id", pa.string()), ("step", i64), ("epoch", f64), ("examples", i64),
-        ("elapsed_s", f64), ("lr", f64), ("train_loss", f64), ("train_acc", f64),
-        ("running_acc", f64), ("recent_acc", f64), ("val_acc", f64),
-    ])
+    return pa.schema(
+        [
+            ("trial_id", pa.string()),
+            ("step", i64),
+            ("epoch", f64),
+            ("examples", i64),
+            ("elapsed_s", f64),
+            ("lr", f64),
+            ("train_loss", f64),
+            ("train_acc", f64),
+            ("running_acc", f64),
+            ("recent_acc", f64),
+            ("val_acc", f64),
+        ]
+    )
 
 
 def _filesystem(out: str) -> tuple[Any, str]:
@@ -132,8 +173,9 @@ class Store:
         manifest = self.read_manifest()
         if manifest is None:
             if self._exists(self._path(TRIALS)):
-                raise StoreError(f"{self.out}: has a trials/ folder but no {MANIFEST}; "
-                                 "use an empty or new --out")
+                raise StoreError(
+                    f"{self.out}: has a trials/ folder but no {MANIFEST}; use an empty or new --out"
+                )
         elif manifest.get("grid_digest") != digest:
             raise StoreError(
                 f"{self.out}: holds results of grid {manifest.get('name')!r} "
@@ -142,13 +184,24 @@ class Store:
             )
         return manifest
 
-    def open_sweep(self, grid_name: str, grid_json: dict[str, Any], digest: str,
-                   source: str, run_info: dict[str, Any]) -> dict[str, Any]:
+    def open_sweep(
+        self,
+        grid_name: str,
+        grid_json: dict[str, Any],
+        digest: str,
+        source: str,
+        run_info: dict[str, Any],
+    ) -> dict[str, Any]:
         """Start or resume a sweep here: record this run in the manifest."""
         manifest = self.check_grid(grid_name, digest, source)
         if manifest is None:
-            manifest = {"name": grid_name, "grid_digest": digest, "grid": grid_json,
-                        "created_at": _now(), "runs": []}
+            manifest = {
+                "name": grid_name,
+                "grid_digest": digest,
+                "grid": grid_json,
+                "created_at": _now(),
+                "runs": [],
+            }
         manifest["runs"].append({"started_at": _now(), "source": source, **run_info})
         self._write_json(MANIFEST, manifest)
         self.grid_json = grid_json
@@ -170,11 +223,13 @@ class Store:
         row["started_at"] = datetime.fromisoformat(row["started_at"]) if row["started_at"] else None
         trial = _table([row], trials_schema(), metadata)
         for folder, table in ((CURVES, curve), (TRIALS, trial)):
-            self._atomic_write(self._path(folder, f"{rid}.parquet"),
-                               lambda sink, t=table: pq.write_table(t, sink))
+            self._atomic_write(
+                self._path(folder, f"{rid}.parquet"), lambda sink, t=table: pq.write_table(t, sink)
+            )
 
-    def _dataset_table(self, folder: str, schema: pa.Schema,
-                       columns: list[str] | None = None) -> pa.Table:
+    def _dataset_table(
+        self, folder: str, schema: pa.Schema, columns: list[str] | None = None
+    ) -> pa.Table:
         import pyarrow.dataset as ds
 
         path = self._path(folder)
@@ -223,8 +278,7 @@ def _curve_row(point: CurvePoint) -> dict[str, Any]:
     return asdict(point)
 
 
-def _table(rows: list[dict[str, Any]], schema: pa.Schema,
-           metadata: dict[bytes, bytes]) -> pa.Table:
+def _table(rows: list[dict[str, Any]], schema: pa.Schema, metadata: dict[bytes, bytes]) -> pa.Table:
     import pyarrow as pa
 
     table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()

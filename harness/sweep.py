@@ -52,9 +52,11 @@ def check_optimizers(grid: GridSpec) -> None:
         allowed = optimizer_keywords(opt.name)
         for key in opt.kwargs:
             if key not in allowed:
-                raise GridError(grid.source, f"optimizers[{i}].kwargs.{key}",
-                                f"not a keyword of {opt.name}; allowed: "
-                                f"{', '.join(sorted(allowed))}")
+                raise GridError(
+                    grid.source,
+                    f"optimizers[{i}].kwargs.{key}",
+                    f"not a keyword of {opt.name}; allowed: {', '.join(sorted(allowed))}",
+                )
 
 
 def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -> None:
@@ -66,8 +68,9 @@ def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -
 
     spec = TrialSpec.from_config(config["trial"])
     assigned = ray.get_runtime_context().get_assigned_resources()
-    outcome = run_trial(spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0),
-                        gpus=assigned.get("GPU", 0.0))
+    outcome = run_trial(
+        spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0), gpus=assigned.get("GPU", 0.0)
+    )
     store.write_trial(outcome)
     tune.report(outcome.summary())
 
@@ -89,8 +92,12 @@ def init_ray(address: str | None, verbose: bool = False) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=False, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", **kwargs)
+        ray.init(
+            include_dashboard=False,
+            dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
+            **kwargs,
+        )
     return True
 
 
@@ -99,14 +106,21 @@ def _cluster_info() -> dict[str, Any]:
 
     nodes = [
         {"host": n.get("NodeManagerHostname"), "resources": n.get("Resources", {})}
-        for n in ray.nodes() if n.get("Alive")
+        for n in ray.nodes()
+        if n.get("Alive")
     ]
     return {"cluster_resources": ray.cluster_resources(), "nodes": nodes}
 
 
-def run_sweep(grid: GridSpec, out: str, *, address: str | None = None,
-              data_dir: str | None = None, max_failures: int = 2,
-              verbose: bool = False) -> SweepResult:
+def run_sweep(
+    grid: GridSpec,
+    out: str,
+    *,
+    address: str | None = None,
+    data_dir: str | None = None,
+    max_failures: int = 2,
+    verbose: bool = False,
+) -> SweepResult:
     """Run every trial of ``grid`` not already stored in ``out``."""
     started = time.monotonic()
     trials = grid.expand()
@@ -120,8 +134,10 @@ def run_sweep(grid: GridSpec, out: str, *, address: str | None = None,
     if not pending:
         return _result(store, trials, stored, 0, started)
 
-    data = {name: load_dataset(name, data_dir or grid.data_dir)
-            for name in dict.fromkeys(t.dataset for t in pending)}
+    data = {
+        name: load_dataset(name, data_dir or grid.data_dir)
+        for name in dict.fromkeys(t.dataset for t in pending)
+    }
 
     # Our store is the record of the sweep: no Tune loggers, no Tune SIGINT handler
     # (Ctrl-C stops at once; finished trials are already stored).
@@ -135,10 +151,20 @@ def run_sweep(grid: GridSpec, out: str, *, address: str | None = None,
 
         from harness.progress import SweepProgress
 
-        store.open_sweep(grid.name, grid.to_json(), grid.digest, grid.source, {
-            "host": sysinfo.host(), "versions": sysinfo.versions(), "address": address,
-            "trials": len(trials), "pending": len(pending), **_cluster_info(),
-        })
+        store.open_sweep(
+            grid.name,
+            grid.to_json(),
+            grid.digest,
+            grid.source,
+            {
+                "host": sysinfo.host(),
+                "versions": sysinfo.versions(),
+                "address": address,
+                "trials": len(trials),
+                "pending": len(pending),
+                **_cluster_info(),
+            },
+        )
         counts = Counter(store.read_trials()["status"])
         progress = SweepProgress(len(trials), stored, counts)
         trainable = tune.with_resources(
@@ -151,7 +177,9 @@ def run_sweep(grid: GridSpec, out: str, *, address: str | None = None,
                 param_space={"trial": tune.grid_search([t.to_config() for t in pending])},
                 tune_config=tune.TuneConfig(reuse_actors=True),
                 run_config=tune.RunConfig(
-                    name=f"lrbench-{grid.name}", storage_path=tune_dir, verbose=0,
+                    name=f"lrbench-{grid.name}",
+                    storage_path=tune_dir,
+                    verbose=0,
                     callbacks=[progress],
                     failure_config=tune.FailureConfig(max_failures=max_failures),
                 ),
@@ -181,21 +209,28 @@ def _record_worker_failures(store: Store, results: Any) -> None:
             continue
         message = str(result.error).strip().splitlines()
         record = TrialRecord.from_spec(
-            spec, TrialStatus.ERROR,
+            spec,
+            TrialStatus.ERROR,
             error=f"{type(result.error).__name__}: {message[0] if message else ''}",
-            traceback=str(result.error), versions=sysinfo.versions(),
+            traceback=str(result.error),
+            versions=sysinfo.versions(),
         )
         store.write_trial(TrialOutcome(record=record, curve=[]))
 
 
-def _result(store: Store, trials: list[TrialSpec], stored: int, ran: int,
-            started: float) -> SweepResult:
+def _result(
+    store: Store, trials: list[TrialSpec], stored: int, ran: int, started: float
+) -> SweepResult:
     df = store.read_trials()
     ids = {t.trial_id for t in trials}
     mine = df[df["trial_id"].isin(ids)]
     finished = set(mine.loc[mine["status"] != TrialStatus.ERROR.value, "trial_id"])
     return SweepResult(
-        out=store.out, total=len(trials), already_stored=stored, ran=ran,
+        out=store.out,
+        total=len(trials),
+        already_stored=stored,
+        ran=ran,
         counts={str(k): int(v) for k, v in mine["status"].value_counts().items()},
-        unfinished=len(ids - finished), wall_s=time.monotonic() - started,
+        unfinished=len(ids - finished),
+        wall_s=time.monotonic() - started,
     )

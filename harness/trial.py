@@ -76,8 +76,7 @@ class _Totals:
     loss_sum: float = 0.0
 
 
-def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float,
-                  validate: Any) -> Any:
+def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: Any) -> Any:
     """A Keras callback that checks the stop rule every ``check_every`` steps."""
     import keras
 
@@ -156,10 +155,16 @@ def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float,
             metric = running if spec.target_metric == "running" else recent
             self.checks.append(now)
             point = CurvePoint(
-                trial_id=trial_id, step=self.step, epoch=now.examples / n_train,
-                examples=now.examples, elapsed_s=elapsed,
-                lr=_current_lr(self.model.optimizer), train_loss=loss,
-                train_acc=metric, running_acc=running, recent_acc=recent,
+                trial_id=trial_id,
+                step=self.step,
+                epoch=now.examples / n_train,
+                examples=now.examples,
+                elapsed_s=elapsed,
+                lr=_current_lr(self.model.optimizer),
+                train_loss=loss,
+                train_acc=metric,
+                running_acc=running,
+                recent_acc=recent,
             )
             self.curve.append(point)
             if not math.isfinite(loss) or loss > spec.diverge_factor * self.initial_loss:
@@ -188,7 +193,7 @@ def _val_accuracy(data: Dataset) -> Any:
 
     def validate(model: Any) -> float:
         preds = [
-            np.asarray(model.predict_on_batch(data.x_val[i:i + VAL_BATCH])).argmax(axis=1)
+            np.asarray(model.predict_on_batch(data.x_val[i : i + VAL_BATCH])).argmax(axis=1)
             for i in range(0, len(data.x_val), VAL_BATCH)
         ]
         return float(np.mean(np.concatenate(preds) == labels))
@@ -208,8 +213,9 @@ def make_dataset(data: Dataset, batch_size: int, seed: int, threads: int) -> Any
     return ds.with_options(options)
 
 
-def run_trial(spec: TrialSpec, data: Dataset, *, cpus: float = 1.0,
-              gpus: float = 0.0) -> TrialOutcome:
+def run_trial(
+    spec: TrialSpec, data: Dataset, *, cpus: float = 1.0, gpus: float = 0.0
+) -> TrialOutcome:
     """Train one trial to its stop rule. Exceptions become an ``error`` record."""
     trial_start = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -234,8 +240,13 @@ def run_trial(spec: TrialSpec, data: Dataset, *, cpus: float = 1.0,
         )
         validate = _val_accuracy(data)
         tracker = _make_tracker(spec, len(data.x_train), trial_start, validate)
-        model.fit(make_dataset(data, spec.batch_size, spec.seed, threads),
-                  epochs=spec.max_epochs, shuffle=False, verbose=0, callbacks=[tracker])
+        model.fit(
+            make_dataset(data, spec.batch_size, spec.seed, threads),
+            epochs=spec.max_epochs,
+            shuffle=False,
+            verbose=0,
+            callbacks=[tracker],
+        )
         if tracker.status is None:  # max_epochs ran out between checks
             tracker.status = TrialStatus.BUDGET
         if tracker.curve and tracker.curve[-1].val_acc is None:
@@ -250,20 +261,37 @@ def run_trial(spec: TrialSpec, data: Dataset, *, cpus: float = 1.0,
     if tracker is not None and curve:
         last = curve[-1]
         fields.update(
-            steps=last.step, epochs=last.epoch, train_s=last.elapsed_s,
-            startup_s=tracker.startup_s, val_s=tracker.val_s,
-            final_train_acc=last.train_acc, final_train_loss=_finite(last.train_loss),
-            best_train_acc=max(p.train_acc for p in curve), final_val_acc=last.val_acc,
+            steps=last.step,
+            epochs=last.epoch,
+            train_s=last.elapsed_s,
+            startup_s=tracker.startup_s,
+            val_s=tracker.val_s,
+            final_train_acc=last.train_acc,
+            final_train_loss=_finite(last.train_loss),
+            best_train_acc=max(p.train_acc for p in curve),
+            final_val_acc=last.val_acc,
         )
         hit = tracker.reached
         if status is TrialStatus.REACHED and hit is not None:
-            fields.update(time_to_target_s=hit.elapsed_s, steps_to_target=hit.step,
-                          epochs_to_target=hit.epoch, examples_to_target=hit.examples)
+            fields.update(
+                time_to_target_s=hit.elapsed_s,
+                steps_to_target=hit.step,
+                epochs_to_target=hit.epoch,
+                examples_to_target=hit.examples,
+            )
     record = TrialRecord.from_spec(
-        spec, status, n_params=n_params, started_at=started_at, host=sysinfo.host(),
-        worker_pid=os.getpid(), device=device, cpus=cpus, gpus=gpus,
+        spec,
+        status,
+        n_params=n_params,
+        started_at=started_at,
+        host=sysinfo.host(),
+        worker_pid=os.getpid(),
+        device=device,
+        cpus=cpus,
+        gpus=gpus,
         versions=sysinfo.versions(),
-        wall_s=time.perf_counter() - trial_start, **fields,
+        wall_s=time.perf_counter() - trial_start,
+        **fields,
     )
     return TrialOutcome(record=record, curve=curve)
 

@@ -8,10 +8,25 @@ from typing import Any
 from harness.grid import TrialSpec
 
 BASE: dict[str, Any] = dict(
-    sweep="test", dataset="mnist5k", train_size=None, model="tiny_cnn", width=1.0,
-    model_kwargs={}, optimizer="adam", optimizer_kwargs={}, lr=0.01, batch_size=100,
-    loss="crossentropy", seed=0, target_metric="recent", target_acc=0.8, window=20,
-    budget_s=20.0, max_epochs=30, check_every=0, diverge_factor=5.0,
+    sweep="test",
+    dataset="mnist5k",
+    train_size=None,
+    model="tiny_cnn",
+    width=1.0,
+    model_kwargs={},
+    optimizer="adam",
+    optimizer_kwargs={},
+    lr=0.01,
+    batch_size=100,
+    loss="crossentropy",
+    seed=0,
+    target_metric="recent",
+    target_acc=0.8,
+    window=20,
+    budget_s=20.0,
+    max_epochs=30,
+    check_every=0,
+    diverge_factor=5.0,
 )
 
 

@@ -67,7 +67,13 @@ def test_shipped_grids_load():
     assert paper.stop.metric == "running"
     assert paper.lrs[0] == 1e-6 and paper.lrs[-1] == 100.0
     assert [o.name for o in paper.optimizers] == [
-        "gd", "momentum", "adam", "adagrad", "adadelta", "rmsprop"]
+        "gd",
+        "momentum",
+        "adam",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+    ]
     assert paper.optimizers[1].kwargs == {"momentum": 0.5}
     smoke = load_grid("grids/smoke.toml")
     assert 8 <= len(smoke.lrs) <= 12
@@ -83,31 +89,47 @@ def test_plan_reports_count_and_worst_case():
     assert "cannot run" in "\n".join(plan(grid(resources={"gpus": 1}), cpus=2, gpus=0))
 
 
-@pytest.mark.parametrize(("changes", "field", "message"), [
-    ({"optimzers": ["adam"]}, "optimzers", "unknown key; allowed: name, description"),
-    ({"optimizers": ["adamm"]}, "optimizers[0].name", "unknown optimizer 'adamm'; allowed: gd,"),
-    ({"models": ["resnet"]}, "models[0].name", "unknown value 'resnet'; allowed: tutorial_cnn"),
-    ({"datasets": ["cifar"]}, "datasets[0].name", "unknown value 'cifar'; allowed: mnist,"),
-    ({"stop": {"budget_s": -5}}, "stop.budget_s", "must be > 0, got -5"),
-    ({"stop": {"budget_s": 0}}, "stop.budget_s", "must be > 0, got 0"),
-    ({"stop": {"target": 1.5}}, "stop.target", "must be in (0, 1], got 1.5"),
-    ({"stop": {"target": 0}}, "stop.target", "must be in (0, 1], got 0"),
-    ({"stop": {"metric": "ema"}}, "stop.metric", "allowed: recent, running"),
-    ({"stop": {"budget": 5}}, "stop.budget", "unknown key; allowed: target, metric"),
-    ({"lr": []}, "lr", "is empty; give at least one learning rate"),
-    ({"lr": {"start": 1e-3, "stop": 1}}, "lr.num", "is required for a log-spaced lr axis"),
-    ({"lr": {"start": 1e-3, "stop": 1, "num": 0}}, "lr.num", "must be > 0"),
-    ({"lr": [0.1, -1]}, "lr", "learning rates must be positive numbers, got -1"),
-    ({"loss": "hinge"}, "loss", "unknown loss 'hinge'; allowed: crossentropy, mse"),
-    ({"batch_size": 0}, "batch_size", "must be integers >= 1, got 0"),
-    ({"resources": {"gpu": 1}}, "resources.gpu", "unknown key; allowed: cpus, gpus"),
-    ({"models": [{"name": "mlp", "kwargs": {"hiden": 3}}]}, "models[0].kwargs.hiden",
-     "unknown keyword; allowed: hidden, hidden_activation, output_activation"),
-    ({"models": [{"name": "mlp", "kwargs": {"output_activation": "relu"}}]},
-     "models[0].kwargs.output_activation", "allowed: softmax, sigmoid, linear"),
-    ({"optimizers": [{"name": "adam", "kwargs": {"learning_rate": 1}}]},
-     "optimizers[0].kwargs.learning_rate", "is swept by the lr axis"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"optimzers": ["adam"]}, "optimzers", "unknown key; allowed: name, description"),
+        (
+            {"optimizers": ["adamm"]},
+            "optimizers[0].name",
+            "unknown optimizer 'adamm'; allowed: gd,",
+        ),
+        ({"models": ["resnet"]}, "models[0].name", "unknown value 'resnet'; allowed: tutorial_cnn"),
+        ({"datasets": ["cifar"]}, "datasets[0].name", "unknown value 'cifar'; allowed: mnist,"),
+        ({"stop": {"budget_s": -5}}, "stop.budget_s", "must be > 0, got -5"),
+        ({"stop": {"budget_s": 0}}, "stop.budget_s", "must be > 0, got 0"),
+        ({"stop": {"target": 1.5}}, "stop.target", "must be in (0, 1], got 1.5"),
+        ({"stop": {"target": 0}}, "stop.target", "must be in (0, 1], got 0"),
+        ({"stop": {"metric": "ema"}}, "stop.metric", "allowed: recent, running"),
+        ({"stop": {"budget": 5}}, "stop.budget", "unknown key; allowed: target, metric"),
+        ({"lr": []}, "lr", "is empty; give at least one learning rate"),
+        ({"lr": {"start": 1e-3, "stop": 1}}, "lr.num", "is required for a log-spaced lr axis"),
+        ({"lr": {"start": 1e-3, "stop": 1, "num": 0}}, "lr.num", "must be > 0"),
+        ({"lr": [0.1, -1]}, "lr", "learning rates must be positive numbers, got -1"),
+        ({"loss": "hinge"}, "loss", "unknown loss 'hinge'; allowed: crossentropy, mse"),
+        ({"batch_size": 0}, "batch_size", "must be integers >= 1, got 0"),
+        ({"resources": {"gpu": 1}}, "resources.gpu", "unknown key; allowed: cpus, gpus"),
+        (
+            {"models": [{"name": "mlp", "kwargs": {"hiden": 3}}]},
+            "models[0].kwargs.hiden",
+            "unknown keyword; allowed: hidden, hidden_activation, output_activation",
+        ),
+        (
+            {"models": [{"name": "mlp", "kwargs": {"output_activation": "relu"}}]},
+            "models[0].kwargs.output_activation",
+            "allowed: softmax, sigmoid, linear",
+        ),
+        (
+            {"optimizers": [{"name": "adam", "kwargs": {"learning_rate": 1}}]},
+            "optimizers[0].kwargs.learning_rate",
+            "is swept by the lr axis",
+        ),
+    ],
+)
 def test_bad_input_names_file_field_and_what_is_allowed(changes, field, message):
     with pytest.raises(GridError) as info:
         grid(**changes)
@@ -133,8 +155,9 @@ def test_unreadable_and_invalid_files(tmp_path, write_grid):
 
 
 def test_relative_data_dir_is_relative_to_the_grid_file(tmp_path, write_grid):
-    path = write_grid('data_dir = "data"\nmodels = ["tiny_cnn"]\n'
-                      'optimizers = ["adam"]\nlr = [0.1]\n')
+    path = write_grid(
+        'data_dir = "data"\nmodels = ["tiny_cnn"]\noptimizers = ["adam"]\nlr = [0.1]\n'
+    )
     assert load_grid(path).data_dir == str((tmp_path / "data").resolve())
 
 

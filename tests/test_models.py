@@ -28,8 +28,9 @@ def test_tutorial_cnn_matches_the_tensorflow_tutorial():
 def test_keras_cnn_and_mlp():
     keras_cnn = build_model("keras_cnn", 1)
     assert [type(x).__name__ for x in keras_cnn.layers].count("Dropout") == 2
-    mlp = build_model("mlp", 1, {"hidden": 128, "hidden_activation": "sigmoid",
-                                 "output_activation": "linear"})
+    mlp = build_model(
+        "mlp", 1, {"hidden": 128, "hidden_activation": "sigmoid", "output_activation": "linear"}
+    )
     assert mlp.count_params() == 784 * 128 + 128 + 128 * 10 + 10
     assert mlp.layers[-1].activation.__name__ == "linear"
 
@@ -46,8 +47,10 @@ def test_named_optimizers():
     assert "learning_rate" not in optimizer_keywords("adam")
 
 
-@pytest.mark.parametrize(("loss", "activation", "from_logits"), [
-    ("crossentropy", "softmax", False), ("crossentropy", "linear", True)])
+@pytest.mark.parametrize(
+    ("loss", "activation", "from_logits"),
+    [("crossentropy", "softmax", False), ("crossentropy", "linear", True)],
+)
 def test_crossentropy_reads_logits_only_for_a_linear_output(loss, activation, from_logits):
     assert build_loss(loss, activation).get_config()["from_logits"] is from_logits
     assert type(build_loss("mse", activation)).__name__ == "MeanSquaredError"

@@ -25,8 +25,9 @@ budget_s = 2.5
 
 def _sweep(grid, out, **kwargs):
     cmd = [sys.executable, "-m", "harness.cli", "sweep", str(grid), "--out", str(out)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kwargs)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+    )
 
 
 def _stored(out):

@@ -16,13 +16,34 @@ def outcome(status=TrialStatus.REACHED, **changes) -> TrialOutcome:
     spec = helpers.spec(**changes)
     reached = status is TrialStatus.REACHED
     record = TrialRecord.from_spec(
-        spec, status, n_params=3300, time_to_target_s=1.5 if reached else None,
-        steps_to_target=40 if reached else None, steps=40, train_s=1.5,
-        started_at="2026-11-22T10:00:00+00:00", host="h", device="cpu: x",
+        spec,
+        status,
+        n_params=3300,
+        time_to_target_s=1.5 if reached else None,
+        steps_to_target=40 if reached else None,
+        steps=40,
+        train_s=1.5,
+        started_at="2026-11-22T10:00:00+00:00",
+        host="h",
+        device="cpu: x",
         versions={"keras": "3"},
     )
-    curve = [CurvePoint(spec.trial_id, s, s / 40, s * 100, s / 10, 0.01, 0.5, 0.8, 0.7, 0.8,
-                        0.75 if s == 40 else None) for s in (1, 20, 40)]
+    curve = [
+        CurvePoint(
+            spec.trial_id,
+            s,
+            s / 40,
+            s * 100,
+            s / 10,
+            0.01,
+            0.5,
+            0.8,
+            0.7,
+            0.8,
+            0.75 if s == 40 else None,
+        )
+        for s in (1, 20, 40)
+    ]
     return TrialOutcome(record, curve)
 
 

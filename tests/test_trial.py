@@ -70,8 +70,18 @@ def test_an_exception_is_recorded_as_error(mnist5k):
 def test_running_accuracy_is_cumulative_since_step_zero(mnist5k):
     # check_every=1 and window=1: recent_acc is each batch's accuracy. 250 images in
     # batches of 100 make epochs of 100 + 100 + 50, so epoch accounting is exercised.
-    out = run_trial(helpers.spec(train_size=250, check_every=1, window=1, target_acc=1.0,
-                                 target_metric="running", max_epochs=4, budget_s=60), mnist5k)
+    out = run_trial(
+        helpers.spec(
+            train_size=250,
+            check_every=1,
+            window=1,
+            target_acc=1.0,
+            target_metric="running",
+            max_epochs=4,
+            budget_s=60,
+        ),
+        mnist5k,
+    )
     curve = out.curve
     sizes = np.diff([0] + [p.examples for p in curve])
     assert list(sizes[:3]) == [100, 100, 50] and len(curve) == 12
