@@ -217,8 +217,10 @@ def run_trial(
     spec: TrialSpec, data: Dataset, *, cpus: float = 1.0, gpus: float = 0.0
 ) -> TrialOutcome:
     """Train one trial to its stop rule. Exceptions become an ``error`` record."""
+    wall_start = time.perf_counter()
+    _release_keras_state()  # harness overhead: in wall_s, not in startup_s
     trial_start = time.perf_counter()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="microseconds")
     tracker: Any = None
     n_params: int | None = None
     device = ""
@@ -290,10 +292,26 @@ def run_trial(
         cpus=cpus,
         gpus=gpus,
         versions=sysinfo.versions(),
-        wall_s=time.perf_counter() - trial_start,
+        wall_s=time.perf_counter() - wall_start,
         **fields,
     )
     return TrialOutcome(record=record, curve=curve)
+
+
+def _release_keras_state() -> None:
+    """Free earlier trials' graphs, datasets and iterators in this process.
+
+    A reused Ray worker runs many trials. Left to the garbage collector, a
+    finished trial's TensorFlow objects linger and can hold runtime resources
+    that the next trial's first step waits on (seen as 20-80 s stalls with no
+    CPU use); collecting them before each trial keeps startups steady.
+    """
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session(free_memory=False)
+    gc.collect()
 
 
 def _finite(x: float) -> float | None:
