@@ -54,6 +54,7 @@ def sweep(
     """Run a grid (resumes: trials already stored are skipped)."""
     from harness.grid import load_grid
 
+    target = out or "results/<grid name>"
     try:
         spec = load_grid(grid)
         target = out or str(Path("results") / spec.name)
@@ -72,7 +73,7 @@ def sweep(
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         typer.echo(
-            f"\ninterrupted: finished trials are stored in {out or 'results/'}; "
+            f"\ninterrupted: finished trials are stored in {target}; "
             "run the same command to resume",
             err=True,
         )

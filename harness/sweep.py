@@ -158,6 +158,7 @@ def run_sweep(
             grid.source,
             {
                 "host": sysinfo.host(),
+                "cpu": sysinfo.cpu_name(),
                 "versions": sysinfo.versions(),
                 "address": address,
                 "trials": len(trials),
@@ -165,7 +166,8 @@ def run_sweep(
                 **_cluster_info(),
             },
         )
-        counts = Counter(store.read_trials()["status"])
+        done = store.read_trials()
+        counts = Counter(done.loc[done["trial_id"].isin(finished), "status"])
         progress = SweepProgress(len(trials), stored, counts)
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, data=data, store=store),
