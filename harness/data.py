@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from harness.errors import DataError, one_line
 
 NUM_CLASSES = 10
 MNIST_FILE = "mnist.npz"
@@ -110,7 +110,7 @@ def _download(name: str, where: Path) -> None:
     except Exception as exc:  # no network, a proxy, a partial file ...
         raise DataError(
             f"dataset {name!r} is not in {where} and could not be downloaded "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"({one_line(exc)}); "
             f"put it there or pass --data-dir"
         ) from None
 

@@ -9,6 +9,12 @@ is recorded with status ``error`` and the sweep goes on.
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line reports of an exception."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 class LrbenchError(Exception):
     """A problem the user can fix; its message is one line."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -93,30 +93,15 @@ class TrialRecord:
     versions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: TrialSpec, status: TrialStatus, **fields: Any) -> TrialRecord:
-        """A record carrying the spec's fields, the status, and any measured fields."""
-        return cls(
-            trial_id=spec.trial_id,
-            sweep=spec.sweep,
-            dataset=spec.dataset,
-            train_size=spec.train_size,
-            model=spec.model,
-            width=spec.width,
-            n_params=fields.pop("n_params", None),
-            optimizer=spec.optimizer,
-            optimizer_kwargs=spec.optimizer_kwargs,
-            model_kwargs=spec.model_kwargs,
-            lr=spec.lr,
-            batch_size=spec.batch_size,
-            loss=spec.loss,
-            seed=spec.seed,
-            target_metric=spec.target_metric,
-            target_acc=spec.target_acc,
-            budget_s=spec.budget_s,
-            max_epochs=spec.max_epochs,
-            status=status,
-            **fields,
-        )
+    def from_spec(cls, spec: TrialSpec, status: TrialStatus, **measured: Any) -> TrialRecord:
+        """A record carrying the spec's fields (those the record has), the status,
+        and the measured fields."""
+        shared = {
+            f.name: getattr(spec, f.name)
+            for f in fields(spec)
+            if f.name in cls.__dataclass_fields__
+        }
+        return cls(trial_id=spec.trial_id, status=status, **shared, **measured)
 
     def to_row(self) -> dict[str, Any]:
         """A flat row: enum by name, dicts as JSON strings."""

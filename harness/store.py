@@ -22,7 +22,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import StoreError
+from harness.errors import StoreError, one_line
 from harness.records import CurvePoint, TrialOutcome
 
 if TYPE_CHECKING:
@@ -247,8 +247,7 @@ class Store:
             try:
                 fragment.to_table()
             except Exception as inner:
-                first = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
-                return f"{fragment.path}: corrupt or unreadable Parquet file ({first})"
+                return f"{fragment.path}: corrupt or unreadable Parquet file ({one_line(inner)})"
         return f"{self.out}: cannot read results ({exc})"
 
     def read_trials(self) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness import sysinfo
 from harness.data import Dataset, load_dataset
-from harness.errors import GridError
+from harness.errors import GridError, one_line
 from harness.grid import GridSpec, TrialSpec
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
 from harness.store import Store
@@ -209,11 +209,10 @@ def _record_worker_failures(store: Store, results: Any) -> None:
         spec = TrialSpec.from_config(result.config["trial"])
         if spec.trial_id in stored:
             continue
-        message = str(result.error).strip().splitlines()
         record = TrialRecord.from_spec(
             spec,
             TrialStatus.ERROR,
-            error=f"{type(result.error).__name__}: {message[0] if message else ''}",
+            error=one_line(result.error),
             traceback=str(result.error),
             versions=sysinfo.versions(),
         )

@@ -32,6 +32,7 @@ import numpy as np
 
 from harness import sysinfo
 from harness.data import Dataset
+from harness.errors import one_line
 from harness.grid import TrialSpec
 from harness.models import build_loss, build_model, build_optimizer, output_activation
 from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
@@ -256,8 +257,7 @@ def run_trial(
         status = tracker.status
     except Exception as exc:
         status = TrialStatus.ERROR
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fields["error"] = f"{type(exc).__name__}: {first_line}"
+        fields["error"] = one_line(exc)
         fields["traceback"] = traceback.format_exc()
     curve: list[CurvePoint] = tracker.curve if tracker is not None else []
     if tracker is not None and curve:
