@@ -31,10 +31,17 @@ def _sweep(grid, out, **kwargs):
 
 
 def _stored(out):
+    """File name -> modification time, for the stored trial rows."""
     folder = out / "trials"
     if not folder.exists():
         return {}
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet")}
+
+
+def _finished(out, names):
+    """The stored rows a rerun must keep: every status but error (which it retries)."""
+    rows = pd.concat([pd.read_parquet(out / "trials" / name) for name in names])
+    return {f"{i}.parquet" for i in rows.loc[rows.status != "error", "trial_id"]}, list(rows.status)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
@@ -53,19 +60,20 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
         assert "run the same command to resume" in output
     time.sleep(1)
     before = _stored(out)
-    assert 2 <= len(before) < 6
+    finished, statuses = _finished(out, before)
+    assert 2 <= len(finished) < 6, statuses
 
     again = _sweep(grid, out)
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
-    assert f"{len(before)} already stored, {6 - len(before)} run now" in output
+    assert f"{len(finished)} already stored, {6 - len(finished)} run now" in output, statuses
 
     after = _stored(out)
-    for name, mtime in before.items():  # finished trials were not run again
-        assert after[name] == mtime
+    for name in finished:  # finished trials were not run again
+        assert after[name] == before[name]
     trials = pd.read_parquet(out / "trials")
     assert len(trials) == 6 and trials.trial_id.is_unique
     assert set(trials.status) == {"budget"}
     runs = json.loads((out / "manifest.json").read_text())["runs"]
-    assert [r["pending"] for r in runs] == [6, 6 - len(before)]
+    assert [r["pending"] for r in runs] == [6, 6 - len(finished)]
     assert not [p for p in out.rglob(".*")], "temporary files left behind"
