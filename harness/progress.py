@@ -75,18 +75,22 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
-        spec = trial.config.get("trial", {})
-        what = f"{spec.get('optimizer')} lr={spec.get('lr'):g} {spec.get('model')}"
+        what = _describe(trial)
         if result.get("status") == "reached":
             what += f" in {result.get('time_to_target_s', 0):.2f}s"
         self.record(result.get("status", "error"), what)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        spec = trial.config.get("trial", {})
-        self.record("error", f"{spec.get('optimizer')} lr={spec.get('lr'):g} (worker failed)")
+        self.record("error", f"{_describe(trial)} (worker failed)")
 
     def close(self) -> None:
         """Stop the live display."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def _describe(trial: Any) -> str:
+    """``optimizer lr=... model`` of a Ray Tune trial, for the progress output."""
+    spec = trial.config.get("trial", {})
+    return f"{spec.get('optimizer')} lr={spec.get('lr'):g} {spec.get('model')}"

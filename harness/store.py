@@ -19,11 +19,12 @@ import contextlib
 import json
 import posixpath
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError, one_line
-from harness.records import CurvePoint, TrialOutcome
+from harness.records import TrialOutcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -218,7 +219,7 @@ class Store:
 
         rid = outcome.record.trial_id
         metadata = {GRID_METADATA_KEY: json.dumps(self.grid_json or {}, default=str).encode()}
-        curve = _table([_curve_row(p) for p in outcome.curve], curves_schema(), metadata)
+        curve = _table([asdict(p) for p in outcome.curve], curves_schema(), metadata)
         row = outcome.record.to_row()
         row["started_at"] = datetime.fromisoformat(row["started_at"]) if row["started_at"] else None
         trial = _table([row], trials_schema(), metadata)
@@ -259,22 +260,16 @@ class Store:
         df = _to_pandas(self._dataset_table(CURVES, curves_schema()))
         return df.sort_values(["trial_id", "step"], ignore_index=True)
 
-    def finished_ids(self) -> set[str]:
-        """Ids of stored trials a rerun must not repeat (every status but ``error``)."""
+    def finished(self) -> dict[str, str]:
+        """Id -> status of the stored trials a rerun must not repeat (all but ``error``)."""
         table = self._dataset_table(TRIALS, trials_schema(), ["trial_id", "status"])
         ids = table.column("trial_id").to_pylist()
         statuses = table.column("status").to_pylist()
-        return {i for i, s in zip(ids, statuses, strict=True) if s != "error"}
+        return {i: s for i, s in zip(ids, statuses, strict=True) if s != "error"}
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _curve_row(point: CurvePoint) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(point)
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema, metadata: dict[bytes, bytes]) -> pa.Table:

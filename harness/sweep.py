@@ -128,7 +128,7 @@ def run_sweep(
     store.check_grid(grid.name, grid.digest, grid.source)  # before any slow work
     check_optimizers(grid)
 
-    finished = store.finished_ids()
+    finished = store.finished()
     pending = [t for t in trials if t.trial_id not in finished]
     stored = len(trials) - len(pending)
     if not pending:
@@ -166,9 +166,7 @@ def run_sweep(
                 **_cluster_info(),
             },
         )
-        done = store.read_trials()
-        counts = Counter(done.loc[done["trial_id"].isin(finished), "status"])
-        progress = SweepProgress(len(trials), stored, counts)
+        progress = SweepProgress(len(trials), stored, Counter(finished.values()))
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, data=data, store=store),
             {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},

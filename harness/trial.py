@@ -91,6 +91,7 @@ def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: A
             self.status: TrialStatus | None = None
             self.curve: list[CurvePoint] = []
             self.checks: list[_Totals] = [_Totals()]  # step 0
+            self.check_steps: list[int] = [0]  # checks' steps, for bisecting the window
             self.epoch_base = _Totals()  # totals at the start of this epoch
             self.epoch_batches = 0
             self.step = 0
@@ -149,12 +150,13 @@ def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: A
             last = self.checks[-1]
             loss = (now.loss_sum - last.loss_sum) / max(1, now.examples - last.examples)
             # the latest check at least `window` steps back (step 0 until the window fills)
-            i = bisect.bisect_right([c.step for c in self.checks], self.step - spec.window)
+            i = bisect.bisect_right(self.check_steps, self.step - spec.window)
             start = self.checks[max(0, i - 1)]
             recent = (now.correct - start.correct) / max(1, now.examples - start.examples)
             running = now.correct / max(1, now.examples)
             metric = running if spec.target_metric == "running" else recent
             self.checks.append(now)
+            self.check_steps.append(now.step)
             point = CurvePoint(
                 trial_id=trial_id,
                 step=self.step,

@@ -73,7 +73,7 @@ def test_error_trials_are_not_finished_and_a_retry_replaces_them(tmp_path):
     store = Store(str(tmp_path))
     store.write_trial(outcome(TrialStatus.ERROR, lr=0.5))
     store.write_trial(outcome(TrialStatus.DIVERGED, lr=50.0))
-    assert store.finished_ids() == {helpers.spec(lr=50.0).trial_id}
+    assert store.finished() == {helpers.spec(lr=50.0).trial_id: "diverged"}
     store.write_trial(outcome(TrialStatus.REACHED, lr=0.5))
     trials = store.read_trials()
     assert len(trials) == 2 and set(trials.status) == {"reached", "diverged"}
@@ -82,7 +82,7 @@ def test_error_trials_are_not_finished_and_a_retry_replaces_them(tmp_path):
 def test_empty_store_reads_as_empty_tables(tmp_path):
     store = Store(str(tmp_path / "none"))
     assert store.read_trials().empty and store.read_curves().empty
-    assert store.finished_ids() == set() and store.read_manifest() is None
+    assert store.finished() == {} and store.read_manifest() is None
 
 
 def test_corrupt_parquet_file_is_named(tmp_path):
