@@ -1,14 +1,19 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - local virtualenv, install, run grids/smoke.toml on embedded Ray
+#   make demo   - local virtualenv, install, run grids/smoke.toml on embedded Ray,
+#                 then write its report (figures, tables, index.html)
 #   make test   - local virtualenv, install, run the whole test suite (slow tests too)
+# and, on any results:
+#   make notebook RESULTS=results/paper   - run analysis/analysis.ipynb with papermill
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= results/smoke
+RESULTS ?= $(OUT)
+NOTEBOOK_OUT ?= $(firstword $(RESULTS))/report/analysis.ipynb
 
-.PHONY: install demo test lint clean-venv
+.PHONY: install demo test lint notebook clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +25,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/lrbench sweep grids/smoke.toml --out $(OUT)
+	$(BIN)/lrbench report $(OUT)
+
+notebook: $(STAMP)
+	mkdir -p $(dir $(NOTEBOOK_OUT))
+	$(BIN)/papermill analysis/analysis.ipynb $(NOTEBOOK_OUT) --cwd $(CURDIR) -p results "$(RESULTS)"
+	@echo "executed notebook: $(NOTEBOOK_OUT)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -110,6 +110,64 @@ def show(
         typer.echo(line)
 
 
+@app.command()
+def report(
+    results: Annotated[
+        list[str],
+        typer.Argument(help="Results directories (or URIs) of lrbench sweeps.", show_default=False),
+    ],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Report folder (default: DIR/report; DIR/report-vs-<others> for several DIRs)."
+        ),
+    ] = None,
+    min_success: Annotated[
+        float,
+        typer.Option(
+            help="Share of a cell's finished trials (seeds) that must reach the target "
+            "for the cell to count as a success.",
+        ),
+    ] = 0.5,
+) -> None:
+    """Tables and figures from results directories: writes index.html, PNG/SVG
+    figures and CSV/Markdown tables, and prints the per-optimizer table."""
+    if not 0 < min_success <= 1:
+        raise _fail(f"--min-success: {min_success} is outside (0, 1]")
+    from analysis.load import load_results
+    from analysis.report import default_out, display_tables, write_report
+
+    try:
+        loaded = load_results(results)
+        written = write_report(loaded, out or default_out(results), min_success)
+    except LrbenchError as exc:
+        raise _fail(str(exc)) from None
+    _print_tables(display_tables(written.tables))
+    typer.echo(f"report: {os.path.join(written.out, 'index.html')}")
+
+
+def _print_tables(shown: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 140))
+    for name, title in (
+        ("summary", "Sweeps"),
+        ("optimizers", "Per optimizer"),
+        ("union_band", "Union band: LRs where at least one optimizer succeeds"),
+        ("compare", "Comparison (ratios to the first results directory)"),
+    ):
+        if name not in shown:
+            continue
+        frame = shown[name]
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in frame.columns:
+            table.add_column(str(column))
+        for row in frame.itertuples(index=False):
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
+
+
 def main() -> None:
     """Entry point of the ``lrbench`` console script."""
     try:

@@ -34,6 +34,10 @@ MANIFEST = "manifest.json"
 TRIALS = "trials"
 CURVES = "curves"
 GRID_METADATA_KEY = b"lrbench.grid"
+SCHEMA_METADATA_KEY = b"lrbench.schema"
+# The results schema this lrbench writes and reads. Bump it when a column is
+# renamed, removed or changes type; readers then name the files they can't read.
+SCHEMA_VERSION = 1
 
 
 def trials_schema() -> pa.Schema:
@@ -199,6 +203,7 @@ class Store:
             manifest = {
                 "name": grid_name,
                 "grid_digest": digest,
+                "schema_version": SCHEMA_VERSION,
                 "grid": grid_json,
                 "created_at": _now(),
                 "runs": [],
@@ -207,6 +212,17 @@ class Store:
         self._write_json(MANIFEST, manifest)
         self.grid_json = grid_json
         return manifest
+
+    def close_run(self, wall_s: float, counts: dict[str, int]) -> None:
+        """Record the end of the latest run in the manifest: its wall time and
+        the store's counts by status."""
+        manifest = self.read_manifest()
+        if not manifest or not manifest.get("runs"):
+            return
+        manifest["runs"][-1].update(
+            {"finished_at": _now(), "wall_s": round(wall_s, 3), "counts": counts}
+        )
+        self._write_json(MANIFEST, manifest)
 
     def _write_json(self, name: str, data: dict[str, Any]) -> None:
         payload = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
@@ -218,7 +234,10 @@ class Store:
         import pyarrow.parquet as pq
 
         rid = outcome.record.trial_id
-        metadata = {GRID_METADATA_KEY: json.dumps(self.grid_json or {}, default=str).encode()}
+        metadata = {
+            GRID_METADATA_KEY: json.dumps(self.grid_json or {}, default=str).encode(),
+            SCHEMA_METADATA_KEY: str(SCHEMA_VERSION).encode(),
+        }
         curve = _table([asdict(p) for p in outcome.curve], curves_schema(), metadata)
         row = outcome.record.to_row()
         row["started_at"] = datetime.fromisoformat(row["started_at"]) if row["started_at"] else None
@@ -238,7 +257,11 @@ class Store:
             return schema.empty_table().select(columns) if columns else schema.empty_table()
         dataset = ds.dataset(path, schema=schema, format="parquet", filesystem=self.fs)
         try:
+            for fragment in dataset.get_fragments():
+                _check_schema(fragment.path, fragment.physical_schema, schema)
             return dataset.to_table(columns=columns)
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(self._which_is_corrupt(dataset, exc)) from None
 
@@ -266,6 +289,40 @@ class Store:
         ids = table.column("trial_id").to_pylist()
         statuses = table.column("status").to_pylist()
         return {i: s for i, s in zip(ids, statuses, strict=True) if s != "error"}
+
+
+def _check_schema(path: str, found: pa.Schema, expected: pa.Schema) -> None:
+    """Refuse a file written with another results schema, naming what differs."""
+    import pyarrow as pa
+
+    meta = found.metadata or {}
+    version = meta.get(SCHEMA_METADATA_KEY)
+    if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: written with results schema {int(version)}, newer than this lrbench "
+            f"reads ({SCHEMA_VERSION}); upgrade lrbench"
+        )
+    missing = [f.name for f in expected if f.name not in found.names]
+    changed = [
+        f"{f.name} ({found.field(f.name).type}, expected {f.type})"
+        for f in expected
+        if f.name in found.names
+        and not found.field(f.name).type.equals(f.type)
+        and not pa.types.is_null(found.field(f.name).type)
+    ]
+    if missing or changed:
+        what = "; ".join(
+            part
+            for part in (
+                f"missing columns: {', '.join(missing)}" if missing else "",
+                f"changed types: {', '.join(changed)}" if changed else "",
+            )
+            if part
+        )
+        raise StoreError(
+            f"{path}: not results schema {SCHEMA_VERSION} (written by an older lrbench?): "
+            f"{what}; re-run the sweep with this lrbench into a new --out"
+        )
 
 
 def _now() -> str:

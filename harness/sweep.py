@@ -194,7 +194,9 @@ def run_sweep(
             import ray
 
             ray.shutdown()
-    return _result(store, trials, stored, len(pending), started)
+    result = _result(store, trials, stored, len(pending), started)
+    store.close_run(result.wall_s, result.counts)
+    return result
 
 
 def _record_worker_failures(store: Store, results: Any) -> None:

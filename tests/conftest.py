@@ -43,3 +43,33 @@ def mnist5k():
     from harness.data import load_mnist5k
 
     return load_mnist5k()
+
+
+# Two optimizers x four LRs x two seeds, so every outcome and the repeats appear.
+ANALYSIS_GRID = """
+name = "analysis-fixture"
+datasets = ["mnist5k"]
+models = [{ name = "tiny_cnn", widths = [1] }]
+optimizers = ["gd", "adam"]
+lr = [1e-5, 0.01, 0.3, 100.0]
+seeds = 2
+[stop]
+target = 0.8
+budget_s = 1.5
+"""
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Path:
+    """A results directory written by a real tiny sweep (Ray, TensorFlow,
+    bundled MNIST subset), shared by the analysis, report and notebook tests."""
+    from harness.grid import load_grid
+    from harness.sweep import run_sweep
+
+    base = tmp_path_factory.mktemp("analysis")
+    grid_path = base / "grid.toml"
+    grid_path.write_text(ANALYSIS_GRID)
+    out = base / "sweep"
+    result = run_sweep(load_grid(grid_path), str(out))
+    assert result.unfinished == 0, result
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.grid import TrialSpec
+from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 
 BASE: dict[str, Any] = dict(
     sweep="test",
@@ -53,3 +54,39 @@ def diverging(**changes: Any) -> TrialSpec:
 def failing(**changes: Any) -> TrialSpec:
     """An optimizer keyword Keras rejects: the trial raises, so its status is error."""
     return spec(optimizer_kwargs={"no_such_keyword": 1}, **changes)
+
+
+def outcome(status: TrialStatus = TrialStatus.REACHED, **changes: Any) -> TrialOutcome:
+    """A stored-trial result made by hand (no training): a record and a 3-point curve."""
+    trial = spec(**changes)
+    reached = status is TrialStatus.REACHED
+    record = TrialRecord.from_spec(
+        trial,
+        status,
+        n_params=3300,
+        time_to_target_s=1.5 if reached else None,
+        steps_to_target=40 if reached else None,
+        steps=40,
+        train_s=1.5,
+        started_at="2026-11-22T10:00:00+00:00",
+        host="h",
+        device="cpu: x",
+        versions={"keras": "3"},
+    )
+    curve = [
+        CurvePoint(
+            trial.trial_id,
+            s,
+            s / 40,
+            s * 100,
+            s / 10,
+            0.01,
+            0.5,
+            0.8,
+            0.7,
+            0.8,
+            0.75 if s == 40 else None,
+        )
+        for s in (1, 20, 40)
+    ]
+    return TrialOutcome(record, curve)

@@ -7,50 +7,15 @@ import pytest
 
 from harness.errors import StoreError
 from harness.grid import parse_grid
-from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
+from harness.records import TrialStatus
 from harness.store import Store, curves_schema, read_grid_metadata, trials_schema
 from tests import helpers
 
 
-def outcome(status=TrialStatus.REACHED, **changes) -> TrialOutcome:
-    spec = helpers.spec(**changes)
-    reached = status is TrialStatus.REACHED
-    record = TrialRecord.from_spec(
-        spec,
-        status,
-        n_params=3300,
-        time_to_target_s=1.5 if reached else None,
-        steps_to_target=40 if reached else None,
-        steps=40,
-        train_s=1.5,
-        started_at="2026-11-22T10:00:00+00:00",
-        host="h",
-        device="cpu: x",
-        versions={"keras": "3"},
-    )
-    curve = [
-        CurvePoint(
-            spec.trial_id,
-            s,
-            s / 40,
-            s * 100,
-            s / 10,
-            0.01,
-            0.5,
-            0.8,
-            0.7,
-            0.8,
-            0.75 if s == 40 else None,
-        )
-        for s in (1, 20, 40)
-    ]
-    return TrialOutcome(record, curve)
-
-
 def test_round_trip_keeps_documented_types(tmp_path):
     store = Store(str(tmp_path / "r"), grid_json={"name": "g"})
-    store.write_trial(outcome())
-    store.write_trial(outcome(TrialStatus.BUDGET, lr=1e-6))
+    store.write_trial(helpers.outcome())
+    store.write_trial(helpers.outcome(TrialStatus.BUDGET, lr=1e-6))
     trials, curves = store.read_trials(), store.read_curves()
     assert list(trials.columns) == trials_schema().names
     assert list(curves.columns) == curves_schema().names
@@ -71,10 +36,10 @@ def test_round_trip_keeps_documented_types(tmp_path):
 
 def test_error_trials_are_not_finished_and_a_retry_replaces_them(tmp_path):
     store = Store(str(tmp_path))
-    store.write_trial(outcome(TrialStatus.ERROR, lr=0.5))
-    store.write_trial(outcome(TrialStatus.DIVERGED, lr=50.0))
+    store.write_trial(helpers.outcome(TrialStatus.ERROR, lr=0.5))
+    store.write_trial(helpers.outcome(TrialStatus.DIVERGED, lr=50.0))
     assert store.finished() == {helpers.spec(lr=50.0).trial_id: "diverged"}
-    store.write_trial(outcome(TrialStatus.REACHED, lr=0.5))
+    store.write_trial(helpers.outcome(TrialStatus.REACHED, lr=0.5))
     trials = store.read_trials()
     assert len(trials) == 2 and set(trials.status) == {"reached", "diverged"}
 
@@ -87,7 +52,7 @@ def test_empty_store_reads_as_empty_tables(tmp_path):
 
 def test_corrupt_parquet_file_is_named(tmp_path):
     store = Store(str(tmp_path))
-    store.write_trial(outcome())
+    store.write_trial(helpers.outcome())
     bad = tmp_path / "trials" / "0123456789abcdef.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(StoreError) as info:

@@ -1,0 +1,96 @@
+"""Load one or more results directories for analysis.
+
+This is the analysis side's only way in: it reads through ``harness.store``
+(which validates every file against the results schema) and needs nothing but
+the results directory: no Ray, no TensorFlow, nothing from the machine that
+ran the sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import StoreError
+from harness.store import MANIFEST, TRIALS, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Results:
+    """Trials and curves of one or more sweeps; the ``source`` column says which."""
+
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    paths: dict[str, str]  # source label -> results directory
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[str]:
+        """The source labels, in the order the directories were given."""
+        return list(self.paths)
+
+
+def source_labels(paths: list[str]) -> list[str]:
+    """Short, distinct labels for results directories: the last path component,
+    or as many trailing components as it takes to tell them apart."""
+    parts = [p.rstrip("/").replace("\\", "/").split("/") for p in paths]
+    depth = 1
+    while True:
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels) or depth >= max(len(p) for p in parts):
+            break
+        depth += 1
+    if len(set(labels)) < len(labels):  # the same directory given twice
+        labels = [f"{label} ({i + 1})" for i, label in enumerate(labels)]
+    return labels
+
+
+def _check_directory(store: Store) -> None:
+    if "://" not in store.out and not os.path.isdir(store.out):
+        raise StoreError(f"{store.out}: no such results directory")
+    has = [store._exists(posixpath.join(store.root, name)) for name in (MANIFEST, TRIALS)]
+    if not any(has):
+        raise StoreError(
+            f"{store.out}: not an lrbench results directory (no {MANIFEST}, no {TRIALS}/); "
+            "give the --out of an lrbench sweep"
+        )
+
+
+def load_results(paths: list[str] | str) -> Results:
+    """Read and validate the trials, curves and manifests of results directories.
+
+    Raises ``StoreError`` (one line, naming the file) for a missing directory,
+    a directory with no trials, a corrupt Parquet file, or a file written with
+    another results schema.
+    """
+    import pandas as pd
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if not paths:
+        raise StoreError("no results directory given")
+    labels = source_labels(paths)
+    trials, curves, manifests = [], [], {}
+    for label, path in zip(labels, paths, strict=True):
+        store = Store(path)
+        _check_directory(store)
+        manifest = store.read_manifest() or {}
+        t = store.read_trials()
+        if t.empty:
+            raise StoreError(f"{path}: no trials stored yet ({TRIALS}/ is empty)")
+        c = store.read_curves()
+        t.insert(0, "source", label)
+        c.insert(0, "source", label)
+        trials.append(t)
+        curves.append(c)
+        manifests[label] = manifest
+    return Results(
+        trials=pd.concat(trials, ignore_index=True),
+        curves=pd.concat(curves, ignore_index=True),
+        paths=dict(zip(labels, paths, strict=True)),
+        manifests=manifests,
+    )

@@ -1,0 +1,141 @@
+"""The report and the notebook on a real tiny sweep's Parquet files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "analysis" / "analysis.ipynb"
+FIGURES = ("valley", "envelope", "best_curves", "success_map", "success_rate")
+
+
+def check_images(folder: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        png = folder / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        pixels = mpimg.imread(png)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 600, (png, pixels.shape)
+        assert pixels.std() > 0.01, f"{png} is blank"
+        root = ET.parse(folder / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg") and len(list(root.iter())) > 50
+
+
+def expected_per_optimizer(results: Path) -> pd.DataFrame:
+    """The per-optimizer numbers, computed here straight from the Parquet files."""
+    t = pd.read_parquet(results / "trials")
+    cell = t.groupby(["optimizer", "lr"]).agg(
+        share=("status", lambda s: (s == "reached").mean()),
+        median_time=("time_to_target_s", "median"),
+    )
+    ok = cell[cell.share >= 0.5].reset_index()
+    rows = {}
+    for opt, g in t.groupby("optimizer"):
+        good = ok[ok.optimizer == opt].sort_values(["median_time", "lr"])
+        rows[opt] = {
+            "trials": len(g),
+            "reached": int((g.status == "reached").sum()),
+            "diverged": int((g.status == "diverged").sum()),
+            "lr_low": good.lr.min() if len(good) else None,
+            "lr_high": good.lr.max() if len(good) else None,
+            "best_lr": good.lr.iloc[0] if len(good) else None,
+            "best_time_s": good.median_time.iloc[0] if len(good) else None,
+        }
+    return pd.DataFrame(rows).T
+
+
+def test_report_on_a_real_sweep(real_sweep, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(real_sweep), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    check_images(out / "figures", FIGURES)
+    assert not (out / "figures" / "compare.png").exists()
+
+    # the table's numbers match the data
+    table = pd.read_csv(out / "tables" / "optimizers.csv").set_index("series")
+    expected = expected_per_optimizer(real_sweep)
+    assert set(table.index) == set(expected.index) == {"gd", "adam"}
+    for opt, want in expected.iterrows():
+        got = table.loc[opt]
+        for col in ("trials", "reached", "diverged"):
+            assert got[col] == want[col], (opt, col)
+        for col in ("lr_low", "lr_high", "best_lr", "best_time_s"):
+            if want[col] is None:
+                assert pd.isna(got[col]), (opt, col)
+            else:
+                assert got[col] == pytest.approx(want[col]), (opt, col)
+    assert table.loc["adam", "reached"] > 0  # the fixture grid is built so adam trains
+    summary = pd.read_csv(out / "tables" / "summary.csv").iloc[0]
+    trials = pd.read_parquet(real_sweep / "trials")
+    assert summary["trials"] == len(trials) == 16
+    for status, count in trials.status.value_counts().items():
+        assert summary[status] == count
+    cells = pd.read_csv(out / "tables" / "cells.csv")
+    assert (cells["n"] == 2).all() and len(cells) == 8  # two seeds per cell
+
+    # printed: the per-optimizer table with adam's reached count
+    adam = next(line for line in result.output.splitlines() if "│ adam" in line)
+    assert f"{int(table.loc['adam', 'reached'])}/8" in adam
+
+    # one folder: index.html links only files inside it, and every one exists
+    page = (out / "index.html").read_text()
+    links = {part.split('"')[0] for part in page.split('href="')[1:]}
+    links |= {part.split('"')[0] for part in page.split('src="')[1:]}
+    assert links and all((out / link).is_file() for link in links)
+    for name in FIGURES:
+        assert f"figures/{name}.png" in page
+    for name in ("summary", "optimizers", "union_band"):
+        assert (out / "tables" / f"{name}.md").read_text().startswith("|")
+
+
+def test_report_needs_neither_ray_nor_tensorflow(real_sweep, tmp_path):
+    code = (
+        "import sys\n"
+        "from harness.cli import app\n"
+        f"app(['report', {str(real_sweep)!r}, '--out', {str(tmp_path)!r}], standalone_mode=False)\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "index.html").exists()
+
+
+def test_committed_notebook_is_parameterized_and_has_no_outputs():
+    nb = json.loads(NOTEBOOK.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", [])
+    assert all(not c["outputs"] and c["execution_count"] is None for c in code)
+
+
+def test_notebook_runs_top_to_bottom_under_papermill(real_sweep, tmp_path):
+    import papermill
+
+    executed = tmp_path / "analysis.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(executed),
+        parameters={"results": str(real_sweep), "report_dir": str(tmp_path / "report")},
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    nb = json.loads(executed.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 5  # valley, envelope, curves, success map, success rate
+    assert any("trials from" in "".join(o.get("text", "")) for o in outputs)
+    assert (tmp_path / "report" / "index.html").exists()
