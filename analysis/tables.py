@@ -352,7 +352,8 @@ def sweep_summary(trials: pd.DataFrame, manifests: dict[str, dict[str, Any]]) ->
     for source, group in df.groupby("source", sort=False):
         manifest = manifests.get(source) or {}
         runs = manifest.get("runs", [])
-        versions = json.loads(group["versions"].dropna().iloc[0]) if group["versions"].any() else {}
+        stamped = [v for v in group["versions"].dropna() if v]
+        versions = json.loads(stamped[0]) if stamped else {}
         if runs and all("wall_s" in r for r in runs):
             wall = float(sum(r["wall_s"] for r in runs))
         else:
