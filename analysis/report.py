@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from analysis import scaling as S
 from analysis import tables as T
 from analysis.load import Results
 
@@ -30,6 +31,7 @@ FIGURES = {
     "success_map": "Success map: outcome of every optimizer and learning rate",
     "success_rate": "Repeats: success rate per cell across seeds",
     "compare": "Comparison across results directories",
+    "scaling": "Width scaling: time, steps and seconds per step to target against model size",
 }
 
 
@@ -55,7 +57,16 @@ def build_tables(results: Results, min_success: float = T.MIN_SUCCESS) -> dict[s
     }
     if len(results.sources) > 1:
         built["compare"] = T.compare_sources(built["optimizers"], built["summary"], trials)
+    if S.has_scaling(results.trials):
+        points = S.scaling_points(results.trials, min_success)
+        built["scaling_points"] = points
+        built["scaling_fits"] = S.scaling_fits(points)
     return built
+
+
+def is_lr_sweep(cells: pd.DataFrame) -> bool:
+    """True when some series ran at more than one LR: there is a valley to show."""
+    return int(cells.groupby(T.SERIES)["lr"].nunique().max()) > 1
 
 
 def _num(x: Any, spec: str = ".3g", none: str = "") -> str:
@@ -160,30 +171,67 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         shown["compare"] = shown["compare"].sort_values(
             "optimizer", key=lambda col: col.map(order), kind="stable"
         )
+    if "scaling_fits" in built:
+        shown["scaling"] = _scaling_display(built["scaling_fits"], several)
+    if not is_lr_sweep(built["cells"]):  # one LR per optimizer: no band to speak of
+        del shown["optimizers"], shown["union_band"]
     return shown
 
 
+def _scaling_display(fits: pd.DataFrame, several: bool) -> pd.DataFrame:
+    import pandas as pd
+
+    def pick(measure: str, size: str) -> pd.DataFrame:
+        f = fits[(fits["measure"] == measure) & (fits["size"] == size)]
+        return f.set_index(["source", "series"])
+
+    time_w = pick("time_to_target_s", "width")
+    time_p = pick("time_to_target_s", "n_params")
+    steps_p = pick("steps_to_target", "n_params")
+    step_p = pick("step_time_s", "n_params")
+    rows = []
+    for key, t in time_w.iterrows():
+        rows.append(
+            {
+                "source": key[0],
+                "optimizer @ lr": key[1],
+                "widths reached": f"{int(t['n_points'])}/{int(t['n_sizes'])}",
+                "time slope (s per 1x width)": _num(t["slope"], ".3g", "-"),
+                "R² linear": _num(t["r2"], ".3f", "-"),
+                "time exponent vs weights": _num(time_p.loc[key, "exponent"], ".2f", "-"),
+                "R² log-log": _num(time_p.loc[key, "r2_log"], ".3f", "-"),
+                "steps exponent": _num(steps_p.loc[key, "exponent"], ".2f", "-"),
+                "step-time exponent": _num(step_p.loc[key, "exponent"], ".2f", "-"),
+            }
+        )
+    out = pd.DataFrame(rows)
+    return out if several or out.empty else out.drop(columns="source")
+
+
 def build_figures(results: Results, built: dict[str, pd.DataFrame]) -> dict[str, Figure]:
-    """Every figure of the report, by name (``success_rate`` only with repeats,
-    ``compare`` only with several sources)."""
+    """Every figure of the report, by name: the valley figures when some optimizer
+    ran several LRs (``success_rate`` only with repeats), ``compare`` with several
+    sources, ``scaling`` with several widths."""
     from analysis import plots
 
     cells = built["cells"]
     colors = plots.palette(list(cells["series"]))
-    figures = {
-        "valley": plots.valley_figure(cells, colors),
-        "envelope": plots.envelope_figure(
+    figures = {}
+    if is_lr_sweep(cells):
+        figures["valley"] = plots.valley_figure(cells, colors)
+        figures["envelope"] = plots.envelope_figure(
             built["envelope"], plots.palette(list(cells["optimizer"]))
-        ),
-    }
-    curves = T.best_curves(results.trials, results.curves)
-    if len(curves):
-        figures["best_curves"] = plots.best_curves_figure(curves, colors)
-    figures["success_map"] = plots.success_map_figure(cells)
-    if int(cells["n"].max()) > 1:
-        figures["success_rate"] = plots.success_rate_figure(cells, colors)
+        )
+        curves = T.best_curves(results.trials, results.curves)
+        if len(curves):
+            figures["best_curves"] = plots.best_curves_figure(curves, colors)
+        figures["success_map"] = plots.success_map_figure(cells)
+        if int(cells["n"].max()) > 1:
+            figures["success_rate"] = plots.success_rate_figure(cells, colors)
     if "compare" in built:
         figures["compare"] = plots.compare_figure(built["compare"])
+    if "scaling_points" in built:
+        figures["scaling"] = plots.scaling_figure(built["scaling_points"], built["scaling_fits"])
     return figures
 
 
@@ -280,18 +328,34 @@ def _html(
         "<h2>Sweeps</h2>",
         table("summary"),
         links("summary"),
-        "<h2>Per optimizer</h2>",
-        "<p>The band runs from the lowest to the highest learning rate that reached the "
-        f"target (in at least {min_success:.0%} of a cell's finished trials); holes are "
-        "failing learning rates inside it. The best LR has the fastest median time to "
-        "target. Wasted time is the wall time of trials that missed the target.</p>",
-        table("optimizers"),
-        links("optimizers"),
-        "<h2>Union band</h2>",
-        "<p>Learning rates where at least one optimizer reaches the target.</p>",
-        table("union_band"),
-        links("union_band"),
     ]
+    if "optimizers" in shown:
+        parts += [
+            "<h2>Per optimizer</h2>",
+            "<p>The band runs from the lowest to the highest learning rate that reached the "
+            f"target (in at least {min_success:.0%} of a cell's finished trials); holes are "
+            "failing learning rates inside it. The best LR has the fastest median time to "
+            "target. Wasted time is the wall time of trials that missed the target.</p>",
+            table("optimizers"),
+            links("optimizers"),
+            "<h2>Union band</h2>",
+            "<p>Learning rates where at least one optimizer reaches the target.</p>",
+            table("union_band"),
+            links("union_band"),
+        ]
+    if "scaling" in shown:
+        parts += [
+            "<h2>Width scaling</h2>",
+            "<p>Per optimizer and LR, over the widths that reached the target: the "
+            "least-squares slope of time to target against the width multiplier with its "
+            "R², and the exponents of log-log fits against the weight count (1 = linear "
+            "growth). Time = steps x seconds per step, so the steps and step-time exponents "
+            "split slower steps from more steps.</p>",
+            table("scaling"),
+            '<p><a href="tables/scaling_fits.csv">scaling_fits.csv</a> · '
+            '<a href="tables/scaling_points.csv">scaling_points.csv</a> · '
+            '<a href="tables/scaling.md">scaling.md</a></p>',
+        ]
     if "compare" in shown:
         parts += [
             "<h2>Comparison</h2>",

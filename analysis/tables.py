@@ -203,29 +203,42 @@ def band(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*SERIES, *_BAND_COLUMNS])
 
 
-def best_lr(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
-    """Per series: the best LR (fastest median time to target among succeeding
-    cells; ties to fewer steps, then the lower LR), with its median time, median
-    steps and success rate. NaN where nothing succeeded. Takes trials or ``cells``."""
+def ranked_lrs(frame: pd.DataFrame, k: int = 1, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
+    """Per series, its ``k`` best succeeding cells, fastest median time to target
+    first (ties to fewer median steps, then the lower LR), with a ``rank`` from 1.
+    Series with no success have no rows. Takes trials or ``cells``."""
     import pandas as pd
 
     c = _ensure_cells(frame, min_success)
-    rows = []
-    for key, group in c.groupby(SERIES, sort=False):
-        ok = group[group["outcome"] == "reached"].sort_values(
-            ["time_median_s", "steps_median", "lr"], kind="stable"
-        )
-        best = ok.iloc[0] if len(ok) else None
-        rows.append(
-            {
-                **dict(zip(SERIES, key, strict=True)),
-                "best_lr": best["lr"] if best is not None else float("nan"),
-                "best_time_s": best["time_median_s"] if best is not None else float("nan"),
-                "best_steps": best["steps_median"] if best is not None else float("nan"),
-                "best_success_rate": best["success_rate"] if best is not None else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows, columns=[*SERIES, *_BEST_COLUMNS])
+    ok = c[c["outcome"] == "reached"].sort_values(
+        ["time_median_s", "steps_median", "lr"], kind="stable"
+    )
+    top = ok.groupby(SERIES, sort=False).head(k).copy()
+    top["rank"] = top.groupby(SERIES, sort=False).cumcount() + 1
+    order = c[SERIES].drop_duplicates()
+    order["_order"] = range(len(order))
+    top = top.merge(order, on=SERIES).sort_values(["_order", "rank"], kind="stable")
+    top = top.drop(columns="_order")
+    return pd.DataFrame(top).reset_index(drop=True)
+
+
+def best_lr(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
+    """Per series: the best LR (``ranked_lrs`` rank 1), with its median time,
+    median steps and success rate; NaN where nothing succeeded. Takes trials or
+    ``cells``."""
+    c = _ensure_cells(frame, min_success)
+    series = c[SERIES].drop_duplicates()
+    top = ranked_lrs(c, 1, min_success).rename(
+        columns={
+            "lr": "best_lr",
+            "time_median_s": "best_time_s",
+            "steps_median": "best_steps",
+            "success_rate": "best_success_rate",
+        }
+    )
+    return series.merge(top[[*SERIES, *_BEST_COLUMNS]], on=SERIES, how="left").reset_index(
+        drop=True
+    )
 
 
 def optimizer_table(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness.errors import LrbenchError
+
+if TYPE_CHECKING:
+    from harness.grid import GridSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +31,11 @@ GridArg = Annotated[Path, typer.Argument(help="Grid file (TOML).", show_default=
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _notes(spec: GridSpec) -> None:
+    for why in spec.skipped:
+        typer.echo(f"note: skipped {why}", err=True)
 
 
 @app.command()
@@ -57,6 +65,7 @@ def sweep(
     target = out or "results/<grid name>"
     try:
         spec = load_grid(grid)
+        _notes(spec)
         target = out or str(Path("results") / spec.name)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from harness.sweep import run_sweep
@@ -106,6 +115,7 @@ def show(
         spec = load_grid(grid)
     except LrbenchError as exc:
         raise _fail(str(exc)) from None
+    _notes(spec)
     for line in plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus):
         typer.echo(line)
 
@@ -156,6 +166,7 @@ def _print_tables(shown: dict) -> None:
         ("optimizers", "Per optimizer"),
         ("union_band", "Union band: LRs where at least one optimizer succeeds"),
         ("compare", "Comparison (ratios to the first results directory)"),
+        ("scaling", "Width scaling: fits of time to target against size"),
     ):
         if name not in shown:
             continue

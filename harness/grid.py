@@ -84,6 +84,38 @@ class OptimizerSpec:
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """``name``, or ``name {kwargs}`` when it has fixed keywords."""
+        return self.name + (f" {json.dumps(self.kwargs, sort_keys=True)}" if self.kwargs else "")
+
+
+@dataclass(frozen=True)
+class BestLr:
+    """``lr = { best = DIR }``: each optimizer's best learning rates in an earlier sweep."""
+
+    results: str  # the earlier sweep's results directory (relative to the working directory)
+    top_k: int = 1  # how many LRs per optimizer, fastest first
+    min_success: float = 0.5  # share of a cell's seeds that must reach the target
+    rule: str = "fastest median time to target; ties: fewer steps, then the lower LR"
+
+
+@dataclass(frozen=True)
+class ChosenLr:
+    """One learning rate taken from an earlier sweep for one optimizer."""
+
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
+    lr: float
+    rank: int  # 1 = the best
+    time_s: float  # its median time to target there
+    steps: float  # its median steps to target there
+    success_rate: float
+
+    def matches(self, opt: OptimizerSpec) -> bool:
+        """True when this LR was chosen for ``opt`` (same name and keywords)."""
+        return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
+
 
 @dataclass(frozen=True)
 class StopRule:
@@ -129,11 +161,13 @@ class TrialSpec:
     max_epochs: int
     check_every: int
     diverge_factor: float
+    lr_source: str = "grid"  # provenance only: not part of the trial id
 
     @property
     def trial_id(self) -> str:
-        """A stable id: the hash of the canonical config (the sweep name excluded)."""
-        config = {k: v for k, v in asdict(self).items() if k != "sweep"}
+        """A stable id: the hash of the canonical config (sweep name and LR
+        provenance excluded)."""
+        config = {k: v for k, v in asdict(self).items() if k not in ("sweep", "lr_source")}
         return _digest(config)[:16]
 
     def to_config(self) -> dict[str, Any]:
@@ -158,6 +192,9 @@ class GridSpec:
     models: tuple[ModelSpec, ...] = ()
     optimizers: tuple[OptimizerSpec, ...] = ()
     lrs: tuple[float, ...] = ()
+    best_lr: BestLr | None = None  # set: the LRs come from an earlier sweep
+    chosen_lrs: tuple[ChosenLr, ...] = ()  # filled by load_grid from best_lr
+    skipped: tuple[str, ...] = ()  # optimizers best_lr found no LR for, and why
     batch_sizes: tuple[int, ...] = (100,)
     losses: tuple[str, ...] = ("crossentropy",)
     seeds: tuple[int, ...] = (0,)
@@ -167,11 +204,10 @@ class GridSpec:
     def expand(self) -> list[TrialSpec]:
         """Every trial of the grid, in a fixed order, each once."""
         trials: dict[str, TrialSpec] = {}
-        for ds, model, opt, lr, bs, loss, seed in itertools.product(
+        for ds, model, (opt, lr, lr_source), bs, loss, seed in itertools.product(
             self.datasets,
             self.models,
-            self.optimizers,
-            self.lrs,
+            self.optimizer_lrs(),
             self.batch_sizes,
             self.losses,
             self.seeds,
@@ -197,9 +233,28 @@ class GridSpec:
                     max_epochs=self.stop.max_epochs,
                     check_every=self.stop.check_every,
                     diverge_factor=self.stop.diverge_factor,
+                    lr_source=lr_source,
                 )
                 trials.setdefault(spec.trial_id, spec)
         return list(trials.values())
+
+    def optimizer_lrs(self) -> list[tuple[OptimizerSpec, float, str]]:
+        """(optimizer, LR, where the LR came from) for every optimizer and its LRs:
+        the ``lr`` axis, or the LRs chosen from an earlier sweep."""
+        if self.best_lr is None:
+            return [(opt, lr, "grid") for opt in self.optimizers for lr in self.lrs]
+        best = self.best_lr
+        return [
+            (
+                opt,
+                c.lr,
+                f"{best.results} best {c.rank}/{best.top_k} "
+                f"({c.time_s:.3g} s, {c.steps:.0f} steps)",
+            )
+            for opt in self.optimizers
+            for c in self.chosen_lrs
+            if c.matches(opt)
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """The grid as plain JSON-able data (what the manifest stores)."""
@@ -386,10 +441,29 @@ def _optimizers(top: _Table) -> tuple[OptimizerSpec, ...]:
     return tuple(specs)
 
 
+def _best_lr(top: _Table, value: dict[str, Any]) -> BestLr:
+    table = _Table(top.source, "lr", value, ("best", "top_k", "min_success"))
+    results = table.string("best", None)
+    if not results:
+        raise table.error("best", "must name an earlier sweep's results directory")
+    min_success = table.number("min_success", 0.5, positive=True)
+    if min_success > 1:
+        raise table.error("min_success", f"must be in (0, 1], got {min_success:g}")
+    return BestLr(
+        results=results,
+        top_k=table.number("top_k", 1, positive=True, integer=True),
+        min_success=min_success,
+    )
+
+
 def _lrs(top: _Table) -> tuple[float, ...]:
     if "lr" not in top.data:
-        raise top.error("lr", "is required: a list of learning rates or {start, stop, num}")
+        raise top.error(
+            "lr", "is required: a list of learning rates, {start, stop, num} or {best = DIR}"
+        )
     value = top.get("lr")
+    if isinstance(value, dict) and "best" in value:
+        return ()
     if isinstance(value, dict):
         table = _Table(top.source, "lr", value, ("start", "stop", "num"))
         for key in ("start", "stop", "num"):
@@ -458,6 +532,8 @@ def parse_grid(data: dict[str, Any], source: str, default_name: str = "grid") ->
         if loss not in LOSSES:
             raise top.error("loss", f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     data_dir = top.string("data_dir", None)
+    lr_value = top.get("lr")
+    best = isinstance(lr_value, dict) and "best" in lr_value
     return GridSpec(
         name=top.string("name", default_name),
         source=source,
@@ -467,6 +543,7 @@ def parse_grid(data: dict[str, Any], source: str, default_name: str = "grid") ->
         models=_models(top),
         optimizers=_optimizers(top),
         lrs=_lrs(top),
+        best_lr=_best_lr(top, lr_value) if best else None,
         batch_sizes=_ints(top, "batch_size", 100, minimum=1),
         losses=tuple(dict.fromkeys(losses)),
         seeds=seeds,
@@ -491,6 +568,10 @@ def load_grid(path: str | Path) -> GridSpec:
     if grid.data_dir is not None and not Path(grid.data_dir).is_absolute():
         # A relative data_dir is relative to the grid file, not to the caller's cwd.
         grid = replace(grid, data_dir=str((path.parent / grid.data_dir).resolve()))
+    if grid.best_lr is not None:
+        from harness.bestlr import resolve_best_lrs
+
+        grid = resolve_best_lrs(grid)
     return grid
 
 
@@ -523,6 +604,13 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
 
     lrs = grid.lrs
     lr_text = fmt(lrs) if len(lrs) <= 12 else f"{len(lrs)} values, {lrs[0]:g} .. {lrs[-1]:g}"
+    if grid.best_lr is not None:
+        per_opt: dict[str, list[str]] = {}
+        for opt, lr, _ in grid.optimizer_lrs():
+            per_opt.setdefault(opt.label, []).append(f"{lr:g}")
+        lr_text = f"best {grid.best_lr.top_k} of {grid.best_lr.results}: " + "; ".join(
+            f"{name} {', '.join(v)}" for name, v in per_opt.items()
+        )
     stop = grid.stop
     lines = [
         f"grid        {grid.name}  ({grid.source}, digest {grid.digest})",
@@ -538,6 +626,7 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         "optimizers  "
         + ", ".join(o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
         f"lr          {lr_text}",
+        *(f"            skipped: {why}" for why in grid.skipped),
         f"batch_size  {fmt(grid.batch_sizes)}",
         f"loss        {', '.join(grid.losses)}",
         f"seeds       {fmt(grid.seeds)}",

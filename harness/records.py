@@ -68,6 +68,7 @@ class TrialRecord:
     budget_s: float
     max_epochs: int
     status: TrialStatus
+    lr_source: str = ""  # where the LR came from: "grid", or an earlier sweep's best
     time_to_target_s: float | None = None
     steps_to_target: int | None = None
     epochs_to_target: float | None = None
@@ -78,6 +79,7 @@ class TrialRecord:
     startup_s: float = 0.0
     val_s: float = 0.0
     wall_s: float = 0.0
+    step_time_s: float | None = None  # median training seconds per step
     final_train_acc: float | None = None
     best_train_acc: float | None = None
     final_val_acc: float | None = None

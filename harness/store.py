@@ -35,9 +35,11 @@ TRIALS = "trials"
 CURVES = "curves"
 GRID_METADATA_KEY = b"lrbench.grid"
 SCHEMA_METADATA_KEY = b"lrbench.schema"
-# The results schema this lrbench writes and reads. Bump it when a column is
-# renamed, removed or changes type; readers then name the files they can't read.
-SCHEMA_VERSION = 1
+# The results schema this lrbench writes. Bump it with every change of columns.
+# A column added later is read as null from an older file (ADDED_IN); a removed,
+# renamed or retyped column makes the older file unreadable, and the reader says so.
+SCHEMA_VERSION = 2
+ADDED_IN = {"lr_source": 2, "step_time_s": 2}
 
 
 def trials_schema() -> pa.Schema:
@@ -58,6 +60,7 @@ def trials_schema() -> pa.Schema:
             ("optimizer_kwargs", s),
             ("model_kwargs", s),
             ("lr", f64),
+            ("lr_source", s),
             ("batch_size", i64),
             ("loss", s),
             ("seed", i64),
@@ -76,6 +79,7 @@ def trials_schema() -> pa.Schema:
             ("startup_s", f64),
             ("val_s", f64),
             ("wall_s", f64),
+            ("step_time_s", f64),
             ("final_train_acc", f64),
             ("best_train_acc", f64),
             ("final_val_acc", f64),
@@ -296,13 +300,16 @@ def _check_schema(path: str, found: pa.Schema, expected: pa.Schema) -> None:
     import pyarrow as pa
 
     meta = found.metadata or {}
-    version = meta.get(SCHEMA_METADATA_KEY)
-    if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
+    raw = meta.get(SCHEMA_METADATA_KEY, b"1")
+    version = int(raw) if raw.isdigit() else 1
+    if version > SCHEMA_VERSION:
         raise StoreError(
-            f"{path}: written with results schema {int(version)}, newer than this lrbench "
+            f"{path}: written with results schema {version}, newer than this lrbench "
             f"reads ({SCHEMA_VERSION}); upgrade lrbench"
         )
-    missing = [f.name for f in expected if f.name not in found.names]
+    missing = [
+        f.name for f in expected if f.name not in found.names and ADDED_IN.get(f.name, 0) <= version
+    ]
     changed = [
         f"{f.name} ({found.field(f.name).type}, expected {f.type})"
         for f in expected
@@ -320,7 +327,7 @@ def _check_schema(path: str, found: pa.Schema, expected: pa.Schema) -> None:
             if part
         )
         raise StoreError(
-            f"{path}: not results schema {SCHEMA_VERSION} (written by an older lrbench?): "
+            f"{path}: not results schema {version} (written by an older lrbench?): "
             f"{what}; re-run the sweep with this lrbench into a new --out"
         )
 

@@ -20,8 +20,10 @@ between checks give the ``recent`` accuracy over the last ``window`` steps.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import os
+import statistics
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -274,6 +276,7 @@ def run_trial(
             final_train_loss=_finite(last.train_loss),
             best_train_acc=max(p.train_acc for p in curve),
             final_val_acc=last.val_acc,
+            step_time_s=median_step_time(curve),
         )
         hit = tracker.reached
         if status is TrialStatus.REACHED and hit is not None:
@@ -314,6 +317,17 @@ def _release_keras_state() -> None:
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session(free_memory=False)
     gc.collect()
+
+
+def median_step_time(curve: list[CurvePoint]) -> float | None:
+    """Median training seconds per step, over the intervals between checks (each
+    spans ``check_every`` steps; validation is outside the timed clock)."""
+    rates = [
+        (b.elapsed_s - a.elapsed_s) / (b.step - a.step)
+        for a, b in itertools.pairwise(curve)
+        if b.step > a.step
+    ]
+    return statistics.median(rates) if rates else None
 
 
 def _finite(x: float) -> float | None:

@@ -56,18 +56,25 @@ def failing(**changes: Any) -> TrialSpec:
     return spec(optimizer_kwargs={"no_such_keyword": 1}, **changes)
 
 
-def outcome(status: TrialStatus = TrialStatus.REACHED, **changes: Any) -> TrialOutcome:
+def outcome(
+    status: TrialStatus = TrialStatus.REACHED,
+    time_s: float = 1.5,
+    steps: int = 40,
+    n_params: int = 3300,
+    **changes: Any,
+) -> TrialOutcome:
     """A stored-trial result made by hand (no training): a record and a 3-point curve."""
     trial = spec(**changes)
     reached = status is TrialStatus.REACHED
     record = TrialRecord.from_spec(
         trial,
         status,
-        n_params=3300,
-        time_to_target_s=1.5 if reached else None,
-        steps_to_target=40 if reached else None,
-        steps=40,
-        train_s=1.5,
+        n_params=n_params,
+        time_to_target_s=time_s if reached else None,
+        steps_to_target=steps if reached else None,
+        steps=steps,
+        train_s=time_s,
+        step_time_s=time_s / steps,
         started_at="2026-11-22T10:00:00+00:00",
         host="h",
         device="cpu: x",

@@ -139,3 +139,48 @@ def test_notebook_runs_top_to_bottom_under_papermill(real_sweep, tmp_path):
     assert len(images) >= 5  # valley, envelope, curves, success map, success rate
     assert any("trials from" in "".join(o.get("text", "")) for o in outputs)
     assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
+    """LRs from the real sweep, three widths, real training; the report fits them."""
+    from harness.grid import load_grid
+    from harness.sweep import run_sweep
+
+    path = write_grid(
+        f"""
+        name = "scaling-test"
+        datasets = ["mnist5k"]
+        models = [{{ name = "tiny_cnn", widths = [1, 2, 3] }}]
+        optimizers = ["gd", "adam"]
+        lr = {{ best = "{real_sweep}" }}
+        [stop]
+        target = 0.8
+        budget_s = 4
+        """
+    )
+    grid = load_grid(path)
+    assert {c.optimizer for c in grid.chosen_lrs} == {"gd", "adam"}
+    out = tmp_path / "scaling"
+    assert run_sweep(grid, str(out)).unfinished == 0
+
+    trials = pd.read_parquet(out / "trials").sort_values(["optimizer", "width"])
+    assert len(trials) == 6 and set(trials.width) == {1.0, 2.0, 3.0}
+    assert trials.lr_source.str.startswith(f"{real_sweep} best 1/1").all()
+    assert (trials.step_time_s > 0).all()
+    for _, g in trials.groupby("optimizer"):
+        assert g.n_params.is_monotonic_increasing and g.n_params.nunique() == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {c["optimizer"] for c in manifest["grid"]["chosen_lrs"]} == {"gd", "adam"}
+
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "Width scaling" in result.output
+    check_images(report / "figures", ("scaling",))
+    assert not (report / "figures" / "valley.png").exists()  # one LR per optimizer
+    fits = pd.read_csv(report / "tables" / "scaling_fits.csv")
+    assert set(fits.measure) == {"time_to_target_s", "steps_to_target", "step_time_s"}
+    assert set(fits["size"]) == {"width", "n_params"}
+    step = fits[(fits.measure == "step_time_s") & (fits["size"] == "width")]
+    assert (step.n_points == 3).all() and step.slope.notna().all()
+    assert "Width scaling" in (report / "index.html").read_text()

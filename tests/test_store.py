@@ -70,3 +70,23 @@ def test_manifest_refuses_another_grids_directory(tmp_path):
     assert len(store.read_manifest()["runs"]) == 2
     with pytest.raises(StoreError, match="holds results of grid 'a' .* not of b.toml"):
         store.open_sweep(b.name, b.to_json(), b.digest, b.source, {})
+
+
+def test_schema_1_files_read_with_later_columns_as_null(tmp_path):
+    import pyarrow.parquet as pq
+
+    from harness.store import SCHEMA_METADATA_KEY
+
+    store = Store(str(tmp_path))
+    store.write_trial(helpers.outcome())
+    path = next((tmp_path / "trials").glob("*.parquet"))
+    table = pq.read_table(path).drop_columns(["lr_source", "step_time_s"])
+    meta = {**table.schema.metadata, SCHEMA_METADATA_KEY: b"1"}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    trials = store.read_trials()
+    assert len(trials) == 1 and trials["lr_source"].isna().all()
+    assert trials["step_time_s"].isna().all()
+    # the same columns missing from a file that claims schema 2 are an error
+    pq.write_table(table.replace_schema_metadata({**meta, SCHEMA_METADATA_KEY: b"2"}), path)
+    with pytest.raises(StoreError, match="missing columns: lr_source, step_time_s"):
+        store.read_trials()
