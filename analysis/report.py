@@ -231,7 +231,9 @@ def build_figures(results: Results, built: dict[str, pd.DataFrame]) -> dict[str,
     if "compare" in built:
         figures["compare"] = plots.compare_figure(built["compare"])
     if "scaling_points" in built:
-        figures["scaling"] = plots.scaling_figure(built["scaling_points"], built["scaling_fits"])
+        from analysis.scaling_plots import scaling_figure
+
+        figures["scaling"] = scaling_figure(built["scaling_points"], built["scaling_fits"])
     return figures
 
 
