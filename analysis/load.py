@@ -9,7 +9,6 @@ ran the sweep.
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +52,7 @@ def source_labels(paths: list[str]) -> list[str]:
 def _check_directory(store: Store) -> None:
     if "://" not in store.out and not os.path.isdir(store.out):
         raise StoreError(f"{store.out}: no such results directory")
-    has = [store._exists(posixpath.join(store.root, name)) for name in (MANIFEST, TRIALS)]
-    if not any(has):
+    if not (store.has(MANIFEST) or store.has(TRIALS)):
         raise StoreError(
             f"{store.out}: not an lrbench results directory (no {MANIFEST}, no {TRIALS}/); "
             "give the --out of an lrbench sweep"

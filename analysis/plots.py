@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from analysis.tables import fmt_lr
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -37,15 +39,6 @@ def palette(series: list[str]) -> dict[str, tuple[float, float, float]]:
     names = list(dict.fromkeys(series))
     colors = sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))
     return dict(zip(names, colors, strict=True))
-
-
-def fmt_lr(lr: float) -> str:
-    """A learning rate as short text: 1e-5, 3e-4, 0.003, 0.3, 10, 100, 1e+4."""
-    if 1e-3 <= abs(lr) < 1e4 or lr == 0:
-        return f"{float(f'{lr:.2g}'):g}"
-    mantissa, exponent = f"{lr:.1e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
 
 
 def _plain(value: float, _pos: int | None = None) -> str:

@@ -76,7 +76,9 @@ def _num(x: Any, spec: str = ".3g", none: str = "") -> str:
 
 
 def _lr(x: Any) -> str:
-    return _num(x, ".2g", "none")
+    import pandas as pd
+
+    return "none" if x is None or pd.isna(x) else T.fmt_lr(float(x))
 
 
 def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

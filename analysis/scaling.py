@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from analysis.tables import AXES, MIN_SUCCESS, _value_text, optimizer_rank
+from analysis.tables import MIN_SUCCESS, fmt_lr, optimizer_rank, setup_labels
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,10 +27,6 @@ MEASURES = {
 SIZES = {"width": "width multiplier", "n_params": "weights"}
 
 
-def _fmt_lr(lr: float) -> str:
-    return f"{float(f'{lr:.2g}'):g}"
-
-
 def scaling_points(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
     """One row per scaling series and width: ``n_params``, trial counts,
     ``success_rate``, ``outcome`` (``reached`` when at least ``min_success`` of the
@@ -42,20 +38,9 @@ def scaling_points(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd
     df = trials.copy()
     if "source" not in df.columns:
         df.insert(0, "source", df["sweep"])
-    setup = pd.Series("", index=df.index)
-    for _, group in df.groupby(["source", "optimizer"], sort=False):
-        varying = [
-            c
-            for c in AXES
-            if c != "width" and c in group and group[c].astype(str).nunique(dropna=False) > 1
-        ]
-        if varying:
-            setup[group.index] = [
-                "; ".join(_value_text(c, row[c]) for c in varying)
-                for _, row in group[varying].iterrows()
-            ]
+    setup = setup_labels(df, exclude=("width",))
     df["series"] = [
-        f"{opt} @ lr {_fmt_lr(lr)}" + (f" ({s})" if s else "")
+        f"{opt} @ lr {fmt_lr(lr)}" + (f" ({s})" if s else "")
         for opt, lr, s in zip(df["optimizer"], df["lr"], setup, strict=True)
     ]
     finished = df["status"] != "error"

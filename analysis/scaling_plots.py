@@ -20,10 +20,12 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     left out of the time and steps panels (and marked on the width axis)."""
     import numpy as np
 
-    labels = list(dict.fromkeys(points["source"] + "\0" + points["series"]))
+    keys = list(dict.fromkeys(zip(points["source"], points["series"], strict=True)))
     several = points["source"].nunique() > 1
-    name = {k: (k.replace("\0", ": ") if several else k.split("\0", 1)[1]) for k in labels}
-    colors = palette([name[k] for k in labels])
+    name = {
+        (source, series): f"{source}: {series}" if several else series for source, series in keys
+    }
+    colors = palette(list(name.values()))
     fig, axes = _figure(2, 2, w=5.6, h=4.0)
     panels = [
         (axes[0][0], "time_to_target_s", "width", "time to target (s)", "linear"),
@@ -31,8 +33,8 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         (axes[1][0], "steps_to_target", "width", "steps to target", "linear"),
         (axes[1][1], "step_time_s", "width", "seconds per step (median)", "linear"),
     ]
-    for key in labels:
-        source, series = key.split("\0", 1)
+    for key in keys:
+        source, series = key
         g = points[(points["source"] == source) & (points["series"] == series)]
         f = fits[(fits["source"] == source) & (fits["series"] == series)]
         color = colors[name[key]]
@@ -76,8 +78,8 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     from matplotlib.lines import Line2D
 
     handles = []
-    for key in labels:
-        source, series = key.split("\0", 1)
+    for key in keys:
+        source, series = key
         f = fits[
             (fits["source"] == source)
             & (fits["series"] == series)

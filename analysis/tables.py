@@ -62,6 +62,37 @@ def _value_text(column: str, value: Any) -> str:
     return f"{column}={value}"
 
 
+def fmt_lr(lr: float) -> str:
+    """A learning rate as short text: 1e-5, 3e-4, 0.003, 0.3, 10, 100, 1e4."""
+    if 1e-3 <= abs(lr) < 1e4 or lr == 0:
+        return f"{float(f'{lr:.2g}'):g}"
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def setup_labels(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> pd.Series:
+    """Per row, the grid axes (``AXES`` less ``exclude``) that vary within its
+    source and optimizer, as ``key=value`` text (``""`` where none vary)."""
+    import pandas as pd
+
+    labels = pd.Series("", index=df.index, dtype=object)
+    for _, group in df.groupby(["source", "optimizer"], sort=False):
+        varying = [
+            c
+            for c in AXES
+            if c not in exclude
+            and c in group.columns
+            and group[c].astype(str).nunique(dropna=False) > 1
+        ]
+        if varying:
+            labels[group.index] = [
+                "; ".join(_value_text(c, row[c]) for c in varying)
+                for _, row in group[varying].iterrows()
+            ]
+    return labels
+
+
 def optimizer_rank(name: str) -> tuple[int, str]:
     """Sort key: the reference experiment's optimizers first, in its order."""
     order = {n: i for i, n in enumerate(OPTIMIZER_ORDER)}
@@ -76,25 +107,21 @@ def label_series(trials: pd.DataFrame) -> pd.DataFrame:
     df = trials.copy()
     if "source" not in df.columns:
         df.insert(0, "source", df["sweep"])
-    df["variant"] = ""
-    for _, group in df.groupby(["source", "optimizer"], sort=False):
-        varying = [
-            c for c in AXES if c in group.columns and group[c].astype(str).nunique(dropna=False) > 1
-        ]
-        if varying:
-            df.loc[group.index, "variant"] = [
-                "; ".join(_value_text(c, row[c]) for c in varying)
-                for _, row in group[varying].iterrows()
-            ]
+    df["variant"] = setup_labels(df)
     df["series"] = [
         f"{opt} ({var})" if var else opt
         for opt, var in zip(df["optimizer"], df["variant"], strict=True)
     ]
     sources = list(dict.fromkeys(df["source"]))
     df["_source_rank"] = df["source"].map({s: i for i, s in enumerate(sources)})
-    df["_opt_rank"] = df["optimizer"].map(lambda o: optimizer_rank(o))
+    df["_opt_rank"] = df["optimizer"].map(optimizer_rank)
     df = df.sort_values(["_source_rank", "_opt_rank", "variant", "lr", "seed"], kind="stable")
     return pd.DataFrame(df.drop(columns=["_source_rank", "_opt_rank"])).reset_index(drop=True)
+
+
+def _labelled(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` as ``label_series`` returns them (unchanged if already labelled)."""
+    return trials if "series" in trials.columns else label_series(trials)
 
 
 def with_plot_values(trials: pd.DataFrame) -> pd.DataFrame:
@@ -104,8 +131,7 @@ def with_plot_values(trials: pd.DataFrame) -> pd.DataFrame:
     took). ``error`` trials are not drawn (NaN)."""
     import numpy as np
 
-    df = trials if "series" in trials.columns else label_series(trials)
-    df = df.copy()
+    df = _labelled(trials).copy()
     reached = df["status"] == "reached"
     failed = df["status"].isin(["budget", "diverged"])
     steps = df["steps"].astype("float64")
@@ -176,30 +202,45 @@ def _ensure_cells(frame: pd.DataFrame, min_success: float) -> pd.DataFrame:
     return frame if "outcome" in frame.columns else cells(frame, min_success)
 
 
+def _span(ok: pd.Series) -> dict[str, Any]:
+    """Band columns from a boolean Series indexed by sorted LR (True: it succeeds)."""
+    import numpy as np
+
+    good = ok[ok].index
+    if not len(good):
+        return {
+            "n_lrs": len(ok),
+            "n_success_lrs": 0,
+            "lr_low": np.nan,
+            "lr_high": np.nan,
+            "decades": np.nan,
+            "holes": 0,
+        }
+    low, high = good.min(), good.max()
+    return {
+        "n_lrs": len(ok),
+        "n_success_lrs": len(good),
+        "lr_low": low,
+        "lr_high": high,
+        "decades": float(np.log10(high / low)),
+        "holes": int((~ok[(ok.index >= low) & (ok.index <= high)]).sum()),
+    }
+
+
 def band(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
     """Per series: the LRs swept and succeeding, the band's ``lr_low`` and
     ``lr_high`` (NaN when nothing succeeded), its width in ``decades`` and its
     ``holes`` (failing LRs inside it). Takes trials or ``cells``."""
-    import numpy as np
     import pandas as pd
 
     c = _ensure_cells(frame, min_success)
-    rows = []
-    for key, group in c.groupby(SERIES, sort=False):
-        ok = group.loc[group["outcome"] == "reached", "lr"]
-        low, high = (ok.min(), ok.max()) if len(ok) else (np.nan, np.nan)
-        inside = group[(group["lr"] >= low) & (group["lr"] <= high)] if len(ok) else group[:0]
-        rows.append(
-            {
-                **dict(zip(SERIES, key, strict=True)),
-                "n_lrs": int(group["lr"].nunique()),
-                "n_success_lrs": int(ok.nunique()),
-                "lr_low": low,
-                "lr_high": high,
-                "decades": float(np.log10(high / low)) if len(ok) else np.nan,
-                "holes": int((inside["outcome"] != "reached").sum()),
-            }
-        )
+    rows = [
+        {
+            **dict(zip(SERIES, key, strict=True)),
+            **_span(group.set_index("lr")["outcome"].eq("reached").sort_index()),
+        }
+        for key, group in c.groupby(SERIES, sort=False)
+    ]
     return pd.DataFrame(rows, columns=[*SERIES, *_BAND_COLUMNS])
 
 
@@ -247,7 +288,7 @@ def optimizer_table(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> p
     target (startup included)."""
     import pandas as pd
 
-    df = label_series(trials)
+    df = _labelled(trials)
     c = cells(df, min_success)
     counts = (
         df.assign(
@@ -271,30 +312,20 @@ def union_band(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.Data
     ``lr_low``/``lr_high`` and ``decades`` as for a band; ``holes`` counts LRs
     inside it where no optimizer succeeds; ``low_by``/``high_by`` name the
     optimizers that succeed at its edges. Takes trials or ``cells``."""
-    import numpy as np
     import pandas as pd
 
     c = _ensure_cells(frame, min_success)
     rows = []
     for (source, variant), group in c.groupby(["source", "variant"], sort=False):
-        per_lr = group.groupby("lr")["outcome"].apply(lambda s: (s == "reached").any())
-        ok = per_lr[per_lr].index
-        low, high = (ok.min(), ok.max()) if len(ok) else (np.nan, np.nan)
+        span = _span(group["outcome"].eq("reached").groupby(group["lr"]).any())
         by = group[group["outcome"] == "reached"]
         rows.append(
             {
                 "source": source,
                 "variant": variant,
-                "n_lrs": len(per_lr),
-                "n_success_lrs": len(ok),
-                "lr_low": low,
-                "lr_high": high,
-                "decades": float(np.log10(high / low)) if len(ok) else np.nan,
-                "holes": int((~per_lr[(per_lr.index >= low) & (per_lr.index <= high)]).sum())
-                if len(ok)
-                else 0,
-                "low_by": ", ".join(by.loc[by["lr"] == low, "series"]),
-                "high_by": ", ".join(by.loc[by["lr"] == high, "series"]),
+                **span,
+                "low_by": ", ".join(by.loc[by["lr"] == span["lr_low"], "series"]),
+                "high_by": ", ".join(by.loc[by["lr"] == span["lr_high"], "series"]),
             }
         )
     return pd.DataFrame(
@@ -339,7 +370,7 @@ def best_curves(
 ) -> pd.DataFrame:
     """The curves of every trial (every seed) at each series' best LR, with the
     series columns; empty for series with no success."""
-    df = label_series(trials)
+    df = _labelled(trials)
     best = best_lr(cells(df, min_success)).dropna(subset=["best_lr"])
     chosen = df.merge(best[[*SERIES, "best_lr"]], on=SERIES)
     chosen = chosen[chosen["lr"] == chosen["best_lr"]]
@@ -405,7 +436,7 @@ def compare_sources(
     ratio across devices or setups is not a like-for-like comparison."""
     import pandas as pd
 
-    df = label_series(trials)
+    df = _labelled(trials)
     first = table["source"].iloc[0]
     keep = ["source", "series", "best_lr", "best_time_s", "best_steps", "reached", "trials"]
     out = table[keep].merge(summary[["source", "devices"]], on="source", how="left")

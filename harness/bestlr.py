@@ -31,14 +31,9 @@ def resolve_best_lrs(grid: GridSpec) -> GridSpec:
     chosen: list[ChosenLr] = []
     skipped: list[str] = []
     for opt in grid.optimizers:
+        # stored as TrialRecord.to_row writes it: json.dumps(kwargs, sort_keys=True)
         kwargs = json.dumps(dict(opt.kwargs), sort_keys=True)
-        mine = trials[
-            (trials["optimizer"] == opt.name)
-            & (
-                trials["optimizer_kwargs"].map(lambda k: json.dumps(json.loads(k), sort_keys=True))
-                == kwargs
-            )
-        ]
+        mine = trials[(trials["optimizer"] == opt.name) & (trials["optimizer_kwargs"] == kwargs)]
         if mine.empty:
             skipped.append(f"{opt.label}: not in {best.results}")
             continue

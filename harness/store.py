@@ -152,6 +152,10 @@ class Store:
 
         return self.fs.get_file_info(path).type != fs.FileType.NotFound
 
+    def has(self, name: str) -> bool:
+        """True when ``name`` (``manifest.json``, ``trials``, ...) exists in the store."""
+        return self._exists(self._path(name))
+
     def _atomic_write(self, path: str, write: Any) -> None:
         directory, name = posixpath.split(path)
         self.fs.create_dir(directory, recursive=True)
