@@ -210,7 +210,9 @@ def _scaling_display(fits: pd.DataFrame, several: bool) -> pd.DataFrame:
     return out if several or out.empty else out.drop(columns="source")
 
 
-def build_figures(results: Results, built: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+def build_figures(
+    results: Results, built: dict[str, pd.DataFrame], min_success: float = T.MIN_SUCCESS
+) -> dict[str, Figure]:
     """Every figure of the report, by name: the valley figures when some optimizer
     ran several LRs (``success_rate`` only with repeats), ``compare`` with several
     sources, ``scaling`` with several widths."""
@@ -224,7 +226,7 @@ def build_figures(results: Results, built: dict[str, pd.DataFrame]) -> dict[str,
         figures["envelope"] = plots.envelope_figure(
             built["envelope"], plots.palette(list(cells["optimizer"]))
         )
-        curves = T.best_curves(results.trials, results.curves)
+        curves = T.best_curves(results.trials, results.curves, min_success)
         if len(curves):
             figures["best_curves"] = plots.best_curves_figure(curves, colors)
         figures["success_map"] = plots.success_map_figure(cells)
@@ -273,7 +275,7 @@ def write_report(
             path = os.path.join(out, "figures", f"{name}.{ext}")
             if os.path.exists(path):
                 os.remove(path)
-    figures = build_figures(results, built)
+    figures = build_figures(results, built, min_success)
     for name, fig in figures.items():
         for ext in formats:
             fig.savefig(os.path.join(out, "figures", f"{name}.{ext}"), dpi=130)
