@@ -41,6 +41,11 @@ def palette(series: list[str]) -> dict[str, tuple[float, float, float]]:
     return dict(zip(names, colors, strict=True))
 
 
+def _title(text: str, source: str, several: bool) -> str:
+    """A panel title, prefixed with its source when a figure shows several."""
+    return f"{source}: {text[0].lower()}{text[1:]}" if several else text
+
+
 def _plain(value: float, _pos: int | None = None) -> str:
     """Tick text for a log axis of seconds or steps: 0.3, 1, 20, 500, 1e+04."""
     return f"{value:g}"
@@ -163,7 +168,7 @@ def valley_figure(cells: pd.DataFrame, colors: dict | None = None) -> Figure:
             ax.set_xlabel("learning rate")
             ax.set_ylabel(label + (" (median of seeds)" if repeats else ""))
             what = "Time to target" if col == 0 else "Steps to target (hardware-independent)"
-            ax.set_title(f"{source}: {what.lower()}" if len(sources) > 1 else what)
+            ax.set_title(_title(what, source, len(sources) > 1))
     _legend(fig, {s: colors[s] for s in dict.fromkeys(cells["series"])})
     return fig
 
@@ -268,8 +273,8 @@ def best_curves_figure(curves: pd.DataFrame, colors: dict | None = None) -> Figu
             ax.set_ylim(0, 1.02)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy")
-            head = f"{source}: e" if len(sources) > 1 else "E"
-            ax.set_title(f"{head}ach optimizer at its best LR, by {xlabel.split(' (')[0]}")
+            what = f"Each optimizer at its best LR, by {xlabel.split(' (')[0]}"
+            ax.set_title(_title(what, source, len(sources) > 1))
     from matplotlib.lines import Line2D
 
     named = {
@@ -365,8 +370,8 @@ def success_map_figure(cells: pd.DataFrame) -> Figure:
             if seeds > 1
             else "cells: time to target (s)"
         )
-        head = f"{source}: o" if len(sources) > 1 else "O"
-        ax.set_title(f"{head}utcome by optimizer and learning rate\n({note})")
+        what = f"Outcome by optimizer and learning rate\n({note})"
+        ax.set_title(_title(what, source, len(sources) > 1))
     if image is not None:
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -403,8 +408,8 @@ def success_rate_figure(cells: pd.DataFrame, colors: dict | None = None) -> Figu
         ax.set_xlabel("learning rate")
         ax.set_ylabel("success rate (reached / finished)")
         seeds = int(data["n"].max())
-        head = f"{source}: s" if len(sources) > 1 else "S"
-        ax.set_title(f"{head}uccess rate per optimizer and learning rate ({seeds} seeds)")
+        what = f"Success rate per optimizer and learning rate ({seeds} seeds)"
+        ax.set_title(_title(what, source, len(sources) > 1))
     _legend(fig, {s: colors[s] for s in dict.fromkeys(cells["series"])}, outcomes=False)
     return fig
 
