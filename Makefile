@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - local virtualenv, install, run grids/smoke.toml on embedded Ray,
-#                 then write its report (figures, tables, index.html)
+#                 the LR range test for its optimizers, then the report
+#                 (figures, tables, index.html)
 #   make test   - local virtualenv, install, run the whole test suite (slow tests too)
 # and, on any results:
 #   make notebook RESULTS=results/paper   - run analysis/analysis.ipynb with papermill
@@ -25,6 +26,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/lrbench sweep grids/smoke.toml --out $(OUT)
+	$(BIN)/lrbench find-lr grids/smoke.toml --out $(OUT)
 	$(BIN)/lrbench report $(OUT)
 
 notebook: $(STAMP)

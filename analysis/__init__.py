@@ -4,8 +4,9 @@ reads results directories (``load``). Needs neither Ray nor TensorFlow."""
 
 from __future__ import annotations
 
+from analysis.display import display_tables
 from analysis.load import Results, load_results
-from analysis.report import Report, build_figures, build_tables, display_tables, write_report
+from analysis.report import Report, build_figures, build_tables, write_report
 
 __all__ = [
     "Report",

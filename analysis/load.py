@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
-from harness.store import MANIFEST, TRIALS, Store
+from harness.store import FINDER, MANIFEST, TRIALS, Store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +27,7 @@ class Results:
     curves: pd.DataFrame
     paths: dict[str, str]  # source label -> results directory
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finder: pd.DataFrame | None = None  # LR range-test points, where any are stored
 
     @property
     def sources(self) -> list[str]:
@@ -72,7 +73,7 @@ def load_results(paths: list[str] | str) -> Results:
     if not paths:
         raise StoreError("no results directory given")
     labels = source_labels(paths)
-    trials, curves, manifests = [], [], {}
+    trials, curves, finders, manifests = [], [], [], {}
     for label, path in zip(labels, paths, strict=True):
         store = Store(path)
         _check_directory(store)
@@ -85,10 +86,13 @@ def load_results(paths: list[str] | str) -> Results:
         c.insert(0, "source", label)
         trials.append(t)
         curves.append(c)
+        if store.has(FINDER):
+            finders.append(store.read_finder().assign(source=label))
         manifests[label] = manifest
     return Results(
         trials=pd.concat(trials, ignore_index=True),
         curves=pd.concat(curves, ignore_index=True),
         paths=dict(zip(labels, paths, strict=True)),
         manifests=manifests,
+        finder=pd.concat(finders, ignore_index=True) if finders else None,
     )

@@ -94,37 +94,40 @@ def _legend(fig: Figure, colors: dict, outcomes: bool = True) -> None:
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
 
 
-def valley_figure(cells: pd.DataFrame, colors: dict | None = None) -> Figure:
+def valley_figure(
+    cells: pd.DataFrame, colors: dict | None = None, rows: str = "source", lines: str = "series"
+) -> Figure:
     """The valley: time to target (left) and steps to target (right) against LR,
-    one line per series, one row per source. Points are cell medians; a band
+    one line per ``lines`` value (series), one row per ``rows`` value (source;
+    ``facet`` from ``shifts.facet_cells`` for one row per schedule). Points are cell medians; a band
     shows the spread across seeds. Misses are drawn at the budget (or the step
     ceiling): ``budget`` there, ``diverged`` on a row just above it, each with its
     own marker, nudged apart per series so they don't hide each other."""
     import numpy as np
 
-    sources = list(dict.fromkeys(cells["source"]))
-    colors = colors or palette(list(cells["series"]))
+    sources = list(dict.fromkeys(cells[rows]))
+    colors = colors or palette(list(cells[lines]))
     fig, axes = _figure(len(sources), 2)
     panels = [
         ("plot_time_s", "plot_time_lo_s", "plot_time_hi_s", "budget_s", "time to target (s)"),
         ("plot_steps", "plot_steps_lo", "plot_steps_hi", "steps_ceiling", "steps to target"),
     ]
-    rows = {"budget": 1.0, "diverged": DIVERGED_ROW}
+    miss_rows = {"budget": 1.0, "diverged": DIVERGED_ROW}
     for row, source in enumerate(sources):
-        data = cells[cells["source"] == source]
+        data = cells[cells[rows] == source]
         repeats = bool((data["n"] > 1).any())
-        series = list(dict.fromkeys(data["series"]))
+        series = list(dict.fromkeys(data[lines]))
         for col, (y, lo, hi, ceiling, label) in enumerate(panels):
             ax = axes[row][col]
             top = float(data[ceiling].max())
             for i, name in enumerate(series):
-                g = data[(data["series"] == name) & (data["outcome"] != "error")].sort_values("lr")
+                g = data[(data[lines] == name) & (data["outcome"] != "error")].sort_values("lr")
                 # misses: on their outcome's row, nudged per series (log scale)
                 nudge = NUDGE ** (i - (len(series) - 1) / 2)
                 yv = np.where(
                     g["outcome"] == "reached",
                     g[y],
-                    top * g["outcome"].map(rows).fillna(1.0) * nudge,
+                    top * g["outcome"].map(miss_rows).fillna(1.0) * nudge,
                 )
                 ax.plot(g["lr"], yv, color=colors[name], lw=1.4, alpha=0.85, zorder=2)
                 if repeats:
@@ -150,7 +153,7 @@ def valley_figure(cells: pd.DataFrame, colors: dict | None = None) -> Figure:
                             zorder=3,
                             **kw,
                         )
-            for outcome, factor in rows.items():
+            for outcome, factor in miss_rows.items():
                 ax.axhline(top * factor, color="0.75", ls=":", lw=1, zorder=1)
                 ax.annotate(
                     "budget ran out" if outcome == "budget" else "diverged",
@@ -169,7 +172,7 @@ def valley_figure(cells: pd.DataFrame, colors: dict | None = None) -> Figure:
             ax.set_ylabel(label + (" (median of seeds)" if repeats else ""))
             what = "Time to target" if col == 0 else "Steps to target (hardware-independent)"
             ax.set_title(_title(what, source, len(sources) > 1))
-    _legend(fig, {s: colors[s] for s in dict.fromkeys(cells["series"])})
+    _legend(fig, {s: colors[s] for s in dict.fromkeys(cells[lines])})
     return fig
 
 

@@ -14,11 +14,15 @@ import html
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from analysis import finder as F
 from analysis import scaling as S
+from analysis import shifts
 from analysis import tables as T
+from analysis.display import display_tables
 from analysis.load import Results
+from analysis.tables import is_lr_sweep
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,12 +30,14 @@ if TYPE_CHECKING:
 
 FIGURES = {
     "valley": "Valley: time and steps to target against learning rate",
+    "valley_schedule": "Valley per LR schedule: time and steps to target against the base LR",
     "envelope": "Envelope: fastest and slowest optimizer at each learning rate",
     "best_curves": "Accuracy curves of each optimizer at its best learning rate",
     "success_map": "Success map: outcome of every optimizer and learning rate",
     "success_rate": "Repeats: success rate per cell across seeds",
     "compare": "Comparison across results directories",
     "scaling": "Width scaling: time, steps and seconds per step to target against model size",
+    "finder": "LR range test: smoothed loss against LR, each rule's suggestion, the grid's band",
 }
 
 
@@ -57,157 +63,18 @@ def build_tables(results: Results, min_success: float = T.MIN_SUCCESS) -> dict[s
     }
     if len(results.sources) > 1:
         built["compare"] = T.compare_sources(built["optimizers"], built["summary"], trials)
+    moved = shifts.valley_shifts(trials, built["optimizers"], results.curves)
+    if len(moved) and is_lr_sweep(cells):
+        built["shifts"] = moved
     if S.has_scaling(results.trials):
         points = S.scaling_points(results.trials, min_success)
         built["scaling_points"] = points
         built["scaling_fits"] = S.scaling_fits(points)
+    if results.finder is not None and len(results.finder):
+        compared = F.against_grid(F.suggestions(results.finder), trials, min_success)
+        built["finder"] = compared
+        built["finder_rules"] = F.rule_scores(compared)
     return built
-
-
-def is_lr_sweep(cells: pd.DataFrame) -> bool:
-    """True when some series ran at more than one LR: there is a valley to show."""
-    return int(cells.groupby(T.SERIES)["lr"].nunique().max()) > 1
-
-
-def _num(x: Any, spec: str = ".3g", none: str = "") -> str:
-    import pandas as pd
-
-    return none if x is None or pd.isna(x) else format(float(x), spec)
-
-
-def _lr(x: Any) -> str:
-    import pandas as pd
-
-    return "none" if x is None or pd.isna(x) else T.fmt_lr(float(x))
-
-
-def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The report's tables formatted for reading (strings), by name."""
-    import pandas as pd
-
-    several = built["summary"]["source"].nunique() > 1
-    o = built["optimizers"]
-    optimizers = pd.DataFrame(
-        {
-            "source": o["source"],
-            "optimizer": o["series"],
-            "reached": [f"{r}/{n}" for r, n in zip(o["reached"], o["trials"], strict=True)],
-            "band (LR)": [
-                f"{_lr(lo)} .. {_lr(hi)}" if pd.notna(lo) else "none"
-                for lo, hi in zip(o["lr_low"], o["lr_high"], strict=True)
-            ],
-            "decades": [_num(d, ".1f", "-") for d in o["decades"]],
-            "holes": o["holes"],
-            "best LR": [_lr(x) for x in o["best_lr"]],
-            "time (s)": [_num(x, ".3g", "-") for x in o["best_time_s"]],
-            "steps": [_num(x, ".0f", "-") for x in o["best_steps"]],
-            "diverged": o["diverged"],
-            "errors": o["error"],
-            "wasted (s)": [_num(x, ".1f") for x in o["wasted_s"]],
-        }
-    )
-    u = built["union_band"]
-    union = pd.DataFrame(
-        {
-            "source": u["source"],
-            "variant": u["variant"],
-            "band (LR)": [
-                f"{_lr(lo)} .. {_lr(hi)}" if pd.notna(lo) else "none"
-                for lo, hi in zip(u["lr_low"], u["lr_high"], strict=True)
-            ],
-            "decades": [_num(d, ".1f", "-") for d in u["decades"]],
-            "LRs succeeding": [
-                f"{a}/{b}" for a, b in zip(u["n_success_lrs"], u["n_lrs"], strict=True)
-            ],
-            "holes": u["holes"],
-            "lowest by": u["low_by"],
-            "highest by": u["high_by"],
-        }
-    )
-    s = built["summary"]
-    summary = pd.DataFrame(
-        {
-            "source": s["source"],
-            "sweep": s["sweep"],
-            "device": s["devices"],
-            "versions": [
-                f"tensorflow {tf}, keras {k}, ray {r}, python {p}"
-                for tf, k, r, p in zip(
-                    s["tensorflow"], s["keras"], s["ray"], s["python"], strict=True
-                )
-            ],
-            "trials": s["trials"],
-            "reached / budget / diverged / error": [
-                f"{a} / {b} / {c} / {d}"
-                for a, b, c, d in zip(
-                    s["reached"], s["budget"], s["diverged"], s["error"], strict=True
-                )
-            ],
-            "trial time (s)": [_num(x, ".1f") for x in s["trial_time_s"]],
-            "wall time (s)": [_num(x, ".1f") for x in s["wall_s"]],
-            "runs": s["runs"],
-        }
-    )
-    shown = {"summary": summary, "optimizers": optimizers, "union_band": union}
-    if not several:
-        for name in ("optimizers", "union_band", "summary"):
-            shown[name] = shown[name].drop(columns="source")
-    if (union["variant"] == "").all():
-        shown["union_band"] = shown["union_band"].drop(columns="variant")
-    if "compare" in built:
-        c = built["compare"]
-        shown["compare"] = pd.DataFrame(
-            {
-                "optimizer": c["series"],
-                "source": c["source"],
-                "device": c["devices"],
-                "best LR": [_lr(x) for x in c["best_lr"]],
-                "time (s)": [_num(x, ".3g", "-") for x in c["best_time_s"]],
-                "steps": [_num(x, ".0f", "-") for x in c["best_steps"]],
-                "time vs first": [_num(x, ".2f", "-") for x in c["time_ratio"]],
-                "steps vs first": [_num(x, ".2f", "-") for x in c["steps_ratio"]],
-                "differs from first": c["differs"],
-            }
-        )
-        order = {name: i for i, name in enumerate(dict.fromkeys(c["series"]))}
-        shown["compare"] = shown["compare"].sort_values(
-            "optimizer", key=lambda col: col.map(order), kind="stable"
-        )
-    if "scaling_fits" in built:
-        shown["scaling"] = _scaling_display(built["scaling_fits"], several)
-    if not is_lr_sweep(built["cells"]):  # one LR per optimizer: no band to speak of
-        del shown["optimizers"], shown["union_band"]
-    return shown
-
-
-def _scaling_display(fits: pd.DataFrame, several: bool) -> pd.DataFrame:
-    import pandas as pd
-
-    def pick(measure: str, size: str) -> pd.DataFrame:
-        f = fits[(fits["measure"] == measure) & (fits["size"] == size)]
-        return f.set_index(["source", "series"])
-
-    time_w = pick("time_to_target_s", "width")
-    time_p = pick("time_to_target_s", "n_params")
-    steps_p = pick("steps_to_target", "n_params")
-    step_p = pick("step_time_s", "n_params")
-    rows = []
-    for key, t in time_w.iterrows():
-        rows.append(
-            {
-                "source": key[0],
-                "optimizer @ lr": key[1],
-                "widths reached": f"{int(t['n_points'])}/{int(t['n_sizes'])}",
-                "time slope (s per 1x width)": _num(t["slope"], ".3g", "-"),
-                "R² linear": _num(t["r2"], ".3f", "-"),
-                "time exponent vs weights": _num(time_p.loc[key, "exponent"], ".2f", "-"),
-                "R² log-log": _num(time_p.loc[key, "r2_log"], ".3f", "-"),
-                "steps exponent": _num(steps_p.loc[key, "exponent"], ".2f", "-"),
-                "step-time exponent": _num(step_p.loc[key, "exponent"], ".2f", "-"),
-            }
-        )
-    out = pd.DataFrame(rows)
-    return out if several or out.empty else out.drop(columns="source")
 
 
 def build_figures(
@@ -223,6 +90,11 @@ def build_figures(
     figures = {}
     if is_lr_sweep(cells):
         figures["valley"] = plots.valley_figure(cells, colors)
+        if results.trials.groupby("source")["schedule"].nunique().max() > 1:
+            faceted = shifts.facet_cells(results.trials, "schedule", min_success)
+            figures["valley_schedule"] = plots.valley_figure(
+                faceted, plots.palette(list(faceted["line"])), rows="facet", lines="line"
+            )
         figures["envelope"] = plots.envelope_figure(
             built["envelope"], plots.palette(list(cells["optimizer"]))
         )
@@ -238,6 +110,10 @@ def build_figures(
         from analysis.scaling_plots import scaling_figure
 
         figures["scaling"] = scaling_figure(built["scaling_points"], built["scaling_fits"])
+    if "finder" in built and results.finder is not None:
+        from analysis.finder_plots import finder_figure
+
+        figures["finder"] = finder_figure(results.finder, built["finder"])
     return figures
 
 
@@ -361,6 +237,31 @@ def _html(
             '<p><a href="tables/scaling_fits.csv">scaling_fits.csv</a> · '
             '<a href="tables/scaling_points.csv">scaling_points.csv</a> · '
             '<a href="tables/scaling.md">scaling.md</a></p>',
+        ]
+    if "shifts" in shown:
+        parts += [
+            "<h2>How the valley moves</h2>",
+            "<p>Where an optimizer ran several setups (loss, output activation, LR "
+            "schedule, ...), each against its reference: the setup closest to "
+            "cross-entropy, a softmax output and a constant LR. Shifts are in decades "
+            "of learning rate: <code>log10(best LR / reference best LR)</code>, and the "
+            "change of the band's width. The initial loss (median at the first check) "
+            "shows each setup's loss scale.</p>",
+            table("shifts"),
+            links("shifts"),
+        ]
+    if "finder" in shown:
+        parts += [
+            "<h2>LR range test</h2>",
+            "<p>One short run per optimizer with the LR rising exponentially (Smith 2017). "
+            "<em>steepest</em>: where the smoothed loss falls fastest against log LR; "
+            "<em>min/10</em>: a tenth of the LR at the lowest smoothed loss; <em>valley</em>: "
+            "the middle of the longest descending stretch. Each is set against the grid "
+            "sweep of the same setup: its success band and best LR, and the distance "
+            "<code>log10(suggested / best)</code> in decades.</p>",
+            table("finder_rules"),
+            table("finder"),
+            links("finder"),
         ]
     if "compare" in shown:
         parts += [

@@ -38,6 +38,7 @@ AXES = (
     "optimizer_kwargs",
     "batch_size",
     "loss",
+    "schedule",
     "target_metric",
     "target_acc",
     "budget_s",
@@ -51,11 +52,19 @@ _BAND_COLUMNS = ["n_lrs", "n_success_lrs", "lr_low", "lr_high", "decades", "hole
 _BEST_COLUMNS = ["best_lr", "best_time_s", "best_steps", "best_success_rate"]
 
 
-def _value_text(column: str, value: Any) -> str:
+def _kwargs(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
+
+
+def _value_text(column: str, value: Any, keys: set[str] | None = None) -> str:
+    """``column=value`` text; for a ``*_kwargs`` column, its ``key=value`` items
+    (only ``keys``, when given: the ones that vary)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{column}=all" if column == "train_size" else f"{column}=none"
     if column.endswith("_kwargs"):
-        items = json.loads(value) if isinstance(value, str) else dict(value)
+        items = _kwargs(value)
+        if keys is not None:
+            items = {k: items.get(k, "default") for k in keys}
         return ", ".join(f"{k}={v}" for k, v in sorted(items.items())) or f"{column}={{}}"
     if isinstance(value, float):
         return f"{column}={value:g}"
@@ -86,11 +95,19 @@ def setup_labels(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> pd.Series:
             and group[c].astype(str).nunique(dropna=False) > 1
         ]
         if varying:
+            keys = {c: _varying_keys(group[c]) for c in varying if c.endswith("_kwargs")}
             labels[group.index] = [
-                "; ".join(_value_text(c, row[c]) for c in varying)
+                "; ".join(_value_text(c, row[c], keys.get(c)) for c in varying)
                 for _, row in group[varying].iterrows()
             ]
     return labels
+
+
+def _varying_keys(column: pd.Series) -> set[str]:
+    """The keys whose values differ across a column of keyword dicts."""
+    dicts = [_kwargs(v) for v in column]
+    names = set().union(*dicts)
+    return {k for k in names if len({json.dumps(d.get(k)) for d in dicts}) > 1}
 
 
 def optimizer_rank(name: str) -> tuple[int, str]:
@@ -196,6 +213,11 @@ def cells(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFram
         )
     ]
     return pd.DataFrame(out)
+
+
+def is_lr_sweep(cells: pd.DataFrame) -> bool:
+    """True when some series ran at more than one LR: there is a valley to show."""
+    return int(cells.groupby(SERIES)["lr"].nunique().max()) > 1
 
 
 def _ensure_cells(frame: pd.DataFrame, min_success: float) -> pd.DataFrame:

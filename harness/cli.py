@@ -120,6 +120,125 @@ def show(
         typer.echo(line)
 
 
+@app.command("find-lr")
+def find_lr(
+    grid: GridArg,
+    optimizer: Annotated[
+        list[str] | None,
+        typer.Option(help="Test only this optimizer of the grid (repeatable; default: all)."),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Results directory or URI to store the curves in (default: results/<grid name>, "
+            "where the grid's sweep writes, so the suggestions meet its measured band)."
+        ),
+    ] = None,
+    start: Annotated[float, typer.Option(help="LR of the first update.")] = 1e-7,
+    end: Annotated[float, typer.Option(help="LR of the last update.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Updates over which the LR rises.")] = 300,
+    beta: Annotated[float, typer.Option(help="Smoothing: EMA weight of the past.")] = 0.98,
+    stop_factor: Annotated[
+        float, typer.Option(help="Stop once the smoothed loss passes this times its best.")
+    ] = 4.0,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the grid's first).")] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Directory holding dataset files (mnist.npz, fashion-mnist/)."),
+    ] = None,
+) -> None:
+    """LR range test (Smith 2017) for each optimizer and setup of a grid: stores
+    the loss-vs-LR curves, prints the suggested LRs (steepest, min/10, valley)
+    beside the grid's measured band when its sweep is in the same directory, and
+    draws DIR/finder.png. Stored tests are not run again."""
+    from harness.finder import FinderParams, finder_runs
+    from harness.grid import load_grid
+
+    target = out or "results/<grid name>"
+    try:
+        params = FinderParams(start, end, steps, beta, stop_factor)
+        params.check()
+        spec = load_grid(grid)
+        _notes(spec)
+        target = out or str(Path("results") / spec.name)
+        runs = finder_runs(spec, params, optimizer, seed)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _run_finders(spec, runs, target, data_dir or spec.data_dir)
+        _finder_summary(target)
+    except LrbenchError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\ninterrupted: finished range tests are stored in {target}; "
+            "run the same command to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+
+
+def _run_finders(spec: GridSpec, runs: list, target: str, data_dir: str | None) -> None:
+    from harness.data import load_dataset
+    from harness.finder import run_finder
+    from harness.models import import_keras_quietly
+    from harness.store import Store
+
+    store = Store(target)
+    done = store.finder_ids()
+    todo = [r for r in runs if r.finder_id not in done]
+    if len(todo) < len(runs):
+        typer.echo(f"{len(runs) - len(todo)} of {len(runs)} range tests already stored in {target}")
+    if todo:
+        import_keras_quietly()
+    datasets: dict[str, object] = {}
+    for i, run in enumerate(todo, 1):
+        if run.dataset not in datasets:
+            datasets[run.dataset] = load_dataset(run.dataset, data_dir)
+        outcome = run_finder(run, datasets[run.dataset])  # type: ignore[arg-type]
+        store.write_finder(outcome.rows(), run.finder_id)
+        last = outcome.points[-1] if outcome.points else None
+        where = f" at step {last.step}, lr {last.lr:.3g}" if last else ""
+        typer.echo(
+            f"[{i}/{len(todo)}] {run.label} on {run.model} x{run.width:g}, {run.dataset}: "
+            f"stopped ({outcome.stop_reason}){where} in {outcome.wall_s:.1f}s"
+        )
+
+
+def _finder_summary(target: str) -> None:
+    """Print the stored range tests' suggestions (against the sweep's band when
+    there is one) and draw ``finder.png``/``.svg`` in the results directory."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis import finder as F
+    from analysis.display import finder_display
+    from analysis.finder_plots import finder_figure
+    from analysis.load import source_labels
+    from harness.store import TRIALS, Store
+
+    store = Store(target)
+    label = source_labels([target])[0]
+    points = store.read_finder().assign(source=label)
+    trials = store.read_trials().assign(source=label) if store.has(TRIALS) else None
+    compared = F.against_grid(F.suggestions(points), trials)
+    _print_tables({"finder": finder_display(compared, several=False)})
+    fig = finder_figure(points, compared)
+    for ext in ("png", "svg"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, dpi=130)
+        store.write_bytes(f"finder.{ext}", buffer.getvalue())
+    plt.close(fig)
+    typer.echo(f"figure: {target.rstrip('/')}/finder.png")
+    if trials is None:
+        typer.echo(
+            f"(no sweep in {target} yet: run `lrbench sweep` with the same --out to see "
+            "each suggestion against the measured band)"
+        )
+
+
 @app.command()
 def report(
     results: Annotated[
@@ -144,8 +263,9 @@ def report(
     figures and CSV/Markdown tables, and prints the per-optimizer table."""
     if not 0 < min_success <= 1:
         raise _fail(f"--min-success: {min_success} is outside (0, 1]")
+    from analysis.display import display_tables
     from analysis.load import load_results
-    from analysis.report import default_out, display_tables, write_report
+    from analysis.report import default_out, write_report
 
     try:
         loaded = load_results(results)
@@ -166,6 +286,9 @@ def _print_tables(shown: dict) -> None:
         ("optimizers", "Per optimizer"),
         ("union_band", "Union band: LRs where at least one optimizer succeeds"),
         ("compare", "Comparison (ratios to the first results directory)"),
+        ("shifts", "How the valley moves: each setup against its optimizer's reference"),
+        ("finder", "LR range test: suggestions against the grid's measured band"),
+        ("finder_rules", "LR range test: how each suggestion rule did against the grid"),
         ("scaling", "Width scaling: fits of time to target against size"),
     ):
         if name not in shown:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import GridError
+from harness.schedules import CONSTANT, is_constant, parse_schedule, schedule_label
 
 DATASETS = ("mnist", "fashion_mnist", "mnist5k")
 MODELS: dict[str, tuple[str, ...]] = {
@@ -54,6 +55,7 @@ _TOP_KEYS = (
     "lr",
     "batch_size",
     "loss",
+    "schedule",
     "seeds",
     "stop",
     "resources",
@@ -161,14 +163,23 @@ class TrialSpec:
     max_epochs: int
     check_every: int
     diverge_factor: float
+    schedule: dict[str, Any] = field(default_factory=lambda: dict(CONSTANT))
     lr_source: str = "grid"  # provenance only: not part of the trial id
 
     @property
     def trial_id(self) -> str:
         """A stable id: the hash of the canonical config (sweep name and LR
-        provenance excluded)."""
+        provenance excluded; a constant schedule left out, so ids from before the
+        schedule axis still match)."""
         config = {k: v for k, v in asdict(self).items() if k not in ("sweep", "lr_source")}
+        if is_constant(config["schedule"]):
+            del config["schedule"]
         return _digest(config)[:16]
+
+    @property
+    def schedule_label(self) -> str:
+        """The schedule as short text (``constant``, ``step(epochs=1)``)."""
+        return schedule_label(self.schedule)
 
     def to_config(self) -> dict[str, Any]:
         """A plain dict that ``from_config`` turns back into this spec."""
@@ -197,6 +208,7 @@ class GridSpec:
     skipped: tuple[str, ...] = ()  # optimizers best_lr found no LR for, and why
     batch_sizes: tuple[int, ...] = (100,)
     losses: tuple[str, ...] = ("crossentropy",)
+    schedules: tuple[dict[str, Any], ...] = (CONSTANT,)
     seeds: tuple[int, ...] = (0,)
     stop: StopRule = StopRule()
     resources: Resources = Resources()
@@ -204,12 +216,13 @@ class GridSpec:
     def expand(self) -> list[TrialSpec]:
         """Every trial of the grid, in a fixed order, each once."""
         trials: dict[str, TrialSpec] = {}
-        for ds, model, (opt, lr, lr_source), bs, loss, seed in itertools.product(
+        for ds, model, (opt, lr, lr_source), bs, loss, schedule, seed in itertools.product(
             self.datasets,
             self.models,
             self.optimizer_lrs(),
             self.batch_sizes,
             self.losses,
+            self.schedules,
             self.seeds,
         ):
             for width in model.widths:
@@ -233,6 +246,7 @@ class GridSpec:
                     max_epochs=self.stop.max_epochs,
                     check_every=self.stop.check_every,
                     diverge_factor=self.stop.diverge_factor,
+                    schedule=dict(schedule),
                     lr_source=lr_source,
                 )
                 trials.setdefault(spec.trial_id, spec)
@@ -268,6 +282,8 @@ class GridSpec:
         data = self.to_json()
         for key in ("description", "data_dir", "resources"):
             data.pop(key)
+        if all(is_constant(s) for s in self.schedules):  # as before the schedule axis
+            data.pop("schedules")
         return _digest(data)[:16]
 
 
@@ -484,6 +500,13 @@ def _lrs(top: _Table) -> tuple[float, ...]:
     return tuple(sorted(set(lrs)))
 
 
+def _schedules(top: _Table) -> tuple[dict[str, Any], ...]:
+    values = _as_list(top, "schedule", "constant")
+    parsed = [parse_schedule(v, top.source, f"schedule[{i}]") for i, v in enumerate(values)]
+    unique = {schedule_label(s): s for s in parsed}
+    return tuple(unique.values())
+
+
 def _ints(top: _Table, name: str, default: Any, *, minimum: int) -> tuple[int, ...]:
     values = _as_list(top, name, default)
     for v in values:
@@ -546,6 +569,7 @@ def parse_grid(data: dict[str, Any], source: str, default_name: str = "grid") ->
         best_lr=_best_lr(top, lr_value) if best else None,
         batch_sizes=_ints(top, "batch_size", 100, minimum=1),
         losses=tuple(dict.fromkeys(losses)),
+        schedules=_schedules(top),
         seeds=seeds,
         stop=_stop(top),
         resources=_resources(top),
@@ -629,6 +653,7 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         *(f"            skipped: {why}" for why in grid.skipped),
         f"batch_size  {fmt(grid.batch_sizes)}",
         f"loss        {', '.join(grid.losses)}",
+        f"schedule    {', '.join(schedule_label(s) for s in grid.schedules)}",
         f"seeds       {fmt(grid.seeds)}",
         f"stop        {stop.metric} accuracy >= {stop.target:g}"
         + (f" (window {stop.window} steps)" if stop.metric == "recent" else "")

@@ -91,6 +91,12 @@ class SweepProgress(Callback):
 
 
 def _describe(trial: Any) -> str:
-    """``optimizer lr=... model`` of a Ray Tune trial, for the progress output."""
+    """``optimizer lr=... [schedule] model`` of a Ray Tune trial, for the progress output."""
+    from harness.schedules import is_constant, schedule_label
+
     spec = trial.config.get("trial", {})
-    return f"{spec.get('optimizer')} lr={spec.get('lr'):g} {spec.get('model')}"
+    schedule = spec.get("schedule")
+    text = f"{spec.get('optimizer')} lr={spec.get('lr'):g}"
+    if not is_constant(schedule):
+        text += f" {schedule_label(schedule)}"
+    return f"{text} {spec.get('model')}"

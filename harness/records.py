@@ -69,6 +69,7 @@ class TrialRecord:
     max_epochs: int
     status: TrialStatus
     lr_source: str = ""  # where the LR came from: "grid", or an earlier sweep's best
+    schedule: str = "constant"  # the LR schedule's label; ``lr`` is its base rate
     time_to_target_s: float | None = None
     steps_to_target: int | None = None
     epochs_to_target: float | None = None
@@ -103,6 +104,7 @@ class TrialRecord:
             for f in fields(spec)
             if f.name in cls.__dataclass_fields__
         }
+        shared["schedule"] = spec.schedule_label
         return cls(trial_id=spec.trial_id, status=status, **shared, **measured)
 
     def to_row(self) -> dict[str, Any]:

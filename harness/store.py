@@ -5,6 +5,7 @@ Layout (see ``docs/results.md``)::
     <out>/manifest.json            the grid, its digest, and one entry per run
     <out>/trials/<trial_id>.parquet    one row: the trial's summary
     <out>/curves/<trial_id>.parquet    one row per check
+    <out>/finder/<finder_id>.parquet   one row per update of an LR range test
 
 Each trial writes its own two files from the worker that ran it, curves first,
 so a stored trial row always has its curve. Files are written under a hidden
@@ -33,13 +34,14 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 TRIALS = "trials"
 CURVES = "curves"
+FINDER = "finder"
 GRID_METADATA_KEY = b"lrbench.grid"
 SCHEMA_METADATA_KEY = b"lrbench.schema"
 # The results schema this lrbench writes. Bump it with every change of columns.
 # A column added later is read as null from an older file (ADDED_IN); a removed,
 # renamed or retyped column makes the older file unreadable, and the reader says so.
-SCHEMA_VERSION = 2
-ADDED_IN = {"lr_source": 2, "step_time_s": 2}
+SCHEMA_VERSION = 3
+ADDED_IN = {"lr_source": 2, "step_time_s": 2, "schedule": 3}
 
 
 def trials_schema() -> pa.Schema:
@@ -61,6 +63,7 @@ def trials_schema() -> pa.Schema:
             ("model_kwargs", s),
             ("lr", f64),
             ("lr_source", s),
+            ("schedule", s),
             ("batch_size", i64),
             ("loss", s),
             ("seed", i64),
@@ -115,6 +118,45 @@ def curves_schema() -> pa.Schema:
             ("running_acc", f64),
             ("recent_acc", f64),
             ("val_acc", f64),
+        ]
+    )
+
+
+def finder_schema() -> pa.Schema:
+    """Column names and types of the ``finder`` dataset (LR range tests)."""
+    import pyarrow as pa
+
+    f64, i64, s = pa.float64(), pa.int64(), pa.string()
+    return pa.schema(
+        [
+            ("finder_id", s),
+            ("sweep", s),
+            ("dataset", s),
+            ("train_size", i64),
+            ("model", s),
+            ("width", f64),
+            ("n_params", i64),
+            ("model_kwargs", s),
+            ("optimizer", s),
+            ("optimizer_kwargs", s),
+            ("loss", s),
+            ("batch_size", i64),
+            ("seed", i64),
+            ("start_lr", f64),
+            ("end_lr", f64),
+            ("num_steps", i64),
+            ("beta", f64),
+            ("stop_factor", f64),
+            ("stop_reason", s),
+            ("started_at", pa.timestamp("us", tz="UTC")),
+            ("wall_s", f64),
+            ("host", s),
+            ("device", s),
+            ("versions", s),
+            ("step", i64),
+            ("lr", f64),
+            ("batch_loss", f64),
+            ("smoothed_loss", f64),
         ]
     )
 
@@ -234,6 +276,10 @@ class Store:
 
     def _write_json(self, name: str, data: dict[str, Any]) -> None:
         payload = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+        self.write_bytes(name, payload)
+
+    def write_bytes(self, name: str, payload: bytes) -> None:
+        """Write a file (a figure, the manifest) at ``name`` in the store, atomically."""
         self._atomic_write(self._path(name), lambda sink: sink.write(payload))
 
     # -- trials
@@ -283,13 +329,37 @@ class Store:
         return f"{self.out}: cannot read results ({exc})"
 
     def read_trials(self) -> pd.DataFrame:
-        """All stored trial rows, with the documented column types."""
-        return _to_pandas(self._dataset_table(TRIALS, trials_schema()))
+        """All stored trial rows, with the documented column types. Rows from
+        before the schedule axis (schema < 3) ran at a constant LR."""
+        df = _to_pandas(self._dataset_table(TRIALS, trials_schema()))
+        df["schedule"] = df["schedule"].fillna("constant")
+        return df
 
     def read_curves(self) -> pd.DataFrame:
         """All stored curve points, ordered by trial and step."""
         df = _to_pandas(self._dataset_table(CURVES, curves_schema()))
         return df.sort_values(["trial_id", "step"], ignore_index=True)
+
+    # -- LR range tests
+    def write_finder(self, rows: list[dict[str, Any]], finder_id: str) -> None:
+        """Store one range test's curve (``FinderOutcome.rows()``), atomically."""
+        import pyarrow.parquet as pq
+
+        metadata = {SCHEMA_METADATA_KEY: str(SCHEMA_VERSION).encode()}
+        table = _table(rows, finder_schema(), metadata)
+        self._atomic_write(
+            self._path(FINDER, f"{finder_id}.parquet"), lambda sink: pq.write_table(table, sink)
+        )
+
+    def read_finder(self) -> pd.DataFrame:
+        """All stored range-test points, ordered by run and step."""
+        df = _to_pandas(self._dataset_table(FINDER, finder_schema()))
+        return df.sort_values(["finder_id", "step"], ignore_index=True)
+
+    def finder_ids(self) -> set[str]:
+        """Ids of the stored range tests."""
+        table = self._dataset_table(FINDER, finder_schema(), ["finder_id"])
+        return set(table.column("finder_id").to_pylist())
 
     def finished(self) -> dict[str, str]:
         """Id -> status of the stored trials a rerun must not repeat (all but ``error``)."""

@@ -38,6 +38,7 @@ from harness.errors import one_line
 from harness.grid import TrialSpec
 from harness.models import build_loss, build_model, build_optimizer, output_activation
 from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
+from harness.schedules import build_schedule, schedule_lr
 
 VAL_BATCH = 2000
 _threads: int | None = None
@@ -64,9 +65,14 @@ def configure_threads(cpus: float) -> int:
     return _threads
 
 
-def default_check_every(steps_per_epoch: int) -> int:
+def steps_per_epoch(n_train: int, spec: TrialSpec) -> int:
+    """Updates per pass over the training examples (the last batch may be short)."""
+    return math.ceil(n_train / spec.batch_size)
+
+
+def default_check_every(per_epoch: int) -> int:
     """Steps between checks: at least 10 checks an epoch."""
-    return max(1, steps_per_epoch // 10)
+    return max(1, per_epoch // 10)
 
 
 @dataclass
@@ -84,8 +90,8 @@ def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: A
     import keras
 
     trial_id = spec.trial_id
-    steps_per_epoch = math.ceil(n_train / spec.batch_size)
-    every = spec.check_every or default_check_every(steps_per_epoch)
+    per_epoch = steps_per_epoch(n_train, spec)
+    every = spec.check_every or default_check_every(per_epoch)
 
     class Tracker(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -165,7 +171,9 @@ def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: A
                 epoch=now.examples / n_train,
                 examples=now.examples,
                 elapsed_s=elapsed,
-                lr=_current_lr(self.model.optimizer),
+                # the LR this step used: the schedule's formula, which equals the
+                # Keras schedule's value (tests/test_schedules.py) and costs no op
+                lr=schedule_lr(spec.schedule, spec.lr, per_epoch, self.step - 1),
                 train_loss=loss,
                 train_acc=metric,
                 running_acc=running,
@@ -185,11 +193,6 @@ def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: A
             self.model.stop_training = True
 
     return Tracker()
-
-
-def _current_lr(optimizer: Any) -> float:
-    """The optimizer's learning rate now (a schedule's value at this step)."""
-    return float(np.asarray(optimizer.learning_rate))
 
 
 def _val_accuracy(data: Dataset) -> Any:
@@ -240,8 +243,9 @@ def run_trial(
         model = build_model(spec.model, spec.width, spec.model_kwargs)
         n_params = int(model.count_params())
         activation = output_activation(spec.model, spec.model_kwargs)
+        lr = build_schedule(spec.schedule, spec.lr, steps_per_epoch(len(data.x_train), spec))
         model.compile(
-            optimizer=build_optimizer(spec.optimizer, spec.lr, spec.optimizer_kwargs),
+            optimizer=build_optimizer(spec.optimizer, lr, spec.optimizer_kwargs),
             loss=build_loss(spec.loss, activation),
             metrics=[keras.metrics.CategoricalAccuracy(name="acc")],
         )

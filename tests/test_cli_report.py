@@ -118,3 +118,36 @@ def test_newer_schema_asks_for_an_upgrade(store_dir):
 def test_min_success_out_of_range(store_dir):
     line = error_line(runner.invoke(app, ["report", str(store_dir), "--min-success", "0"]))
     assert "--min-success" in line
+
+
+def test_schedules_get_a_faceted_valley_and_shift_table(tmp_path):
+    """adam at a constant LR succeeds at 0.01 .. 0.1 (best 0.01); with a cosine
+    schedule at 0.01 .. 1 (best 0.1): one decade higher, one decade wider."""
+    out = tmp_path / "sched"
+    store = Store(str(out), grid_json={"name": "test"})
+    cosine = {"name": "cosine", "epochs": 10.0, "alpha": 0.0, "restarts": False}
+    cosine.update(t_mul=2.0, m_mul=1.0)
+    for lr, const, cos in [
+        (1e-3, None, None),
+        (1e-2, 1.0, 2.0),
+        (1e-1, 2.0, 1.0),
+        (1.0, None, 3.0),
+        (10.0, None, None),
+    ]:
+        for t, schedule in ((const, {"name": "constant"}), (cos, cosine)):
+            status = TrialStatus.REACHED if t else TrialStatus.DIVERGED
+            store.write_trial(helpers.outcome(status, time_s=t or 1.0, lr=lr, schedule=schedule))
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "How the valley moves" in result.output
+    report = out / "report"
+    assert (report / "figures" / "valley_schedule.png").stat().st_size > 10_000
+    import pandas as pd
+
+    shifts = pd.read_csv(report / "tables" / "shifts.csv").set_index("series")
+    assert shifts["reference"].unique().tolist() == ["adam (schedule=constant)"]
+    row = shifts.loc["adam (schedule=cosine(epochs=10))"]
+    assert row["best_shift_decades"] == pytest.approx(1.0)
+    assert row["width_change_decades"] == pytest.approx(1.0)
+    text = (report / "tables" / "shifts.md").read_text()
+    assert "best LR 1.0 decades higher; band 1.0 decades wider" in text

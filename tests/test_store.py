@@ -90,3 +90,18 @@ def test_schema_1_files_read_with_later_columns_as_null(tmp_path):
     pq.write_table(table.replace_schema_metadata({**meta, SCHEMA_METADATA_KEY: b"2"}), path)
     with pytest.raises(StoreError, match="missing columns: lr_source, step_time_s"):
         store.read_trials()
+
+
+def test_schema_2_files_read_as_constant_schedule(tmp_path):
+    import pyarrow.parquet as pq
+
+    from harness.store import SCHEMA_METADATA_KEY
+
+    store = Store(str(tmp_path))
+    store.write_trial(helpers.outcome())
+    path = next((tmp_path / "trials").glob("*.parquet"))
+    table = pq.read_table(path).drop_columns(["schedule"])
+    pq.write_table(
+        table.replace_schema_metadata({**table.schema.metadata, SCHEMA_METADATA_KEY: b"2"}), path
+    )
+    assert store.read_trials()["schedule"].tolist() == ["constant"]

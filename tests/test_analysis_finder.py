@@ -1,0 +1,115 @@
+"""The range-test suggestion rules on hand-built curves, and the comparison
+with a grid's band."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import finder as F
+from harness.records import TrialStatus
+from tests import helpers
+
+# 161 log-spaced LRs, 1e-7 .. 10 (x = log10 lr steps by 0.05)
+LR = 10 ** np.linspace(-7, 1, 161)
+X = np.log10(LR)
+
+
+def known_curve() -> np.ndarray:
+    """Falls along a logistic step centred at x = -3 (its steepest point), keeps
+    falling to its minimum at x = -1, then rises."""
+    falling = 1 + 1 / (1 + np.exp(4 * (X + 3))) - 0.01 * (X + 7)
+    at_min = falling[X <= -1 + 1e-9][-1]
+    return np.where(X <= -1 + 1e-9, falling, at_min + (X + 1) ** 2)
+
+
+def test_each_rule_returns_the_known_answer():
+    loss = known_curve()
+    s = F.suggest(LR, loss)
+    assert s["steepest"] == pytest.approx(1e-3, rel=1e-6)
+    assert s["min/10"] == pytest.approx(1e-2, rel=1e-6)  # the minimum is at 0.1
+    # it falls all the way from the first point to the minimum: the middle of 1e-7 .. 0.1
+    assert s["valley"] == pytest.approx(1e-4, rel=1e-6)
+
+
+def test_valley_is_the_longest_consecutive_descent_not_noise():
+    rng = np.random.default_rng(0)
+    loss = known_curve() + np.where(X < -5, rng.normal(0, 0.01, len(X)), 0)
+    first, last = F.longest_descent(loss)
+    assert X[last] == pytest.approx(-1) and -5.1 <= X[first] < -4.5
+    assert F.longest_descent(np.array([3.0, 3.0, 3.0])) == (0, 0)
+    assert F.longest_descent(np.array([3.0, 2.0, 2.5, 2.0, 1.0, 0.5])) == (2, 5)
+
+
+def test_steepest_skips_the_noisy_start_and_ignores_the_rise():
+    loss = known_curve()
+    loss[1] = loss[0] - 0.5  # a cliff in the first points (not the minimum): skipped
+    assert F.steepest(LR, loss) == pytest.approx(1e-3, rel=1e-6)
+    assert F.steepest(LR, loss, skip_start=0) == pytest.approx(LR[0])
+
+
+def test_nan_tail_is_dropped_and_all_nan_gives_nan():
+    loss = known_curve()
+    loss[-5:] = np.nan
+    assert F.suggest(LR, loss)["min/10"] == pytest.approx(1e-2, rel=1e-6)
+    assert all(math.isnan(v) for v in F.suggest(LR[:3], np.full(3, np.nan)).values())
+
+
+def finder_frame(optimizer: str = "adam", fid: str = "f1") -> pd.DataFrame:
+    loss = known_curve()
+    return pd.DataFrame(
+        {
+            "finder_id": fid,
+            "sweep": "test",
+            "dataset": "mnist5k",
+            "train_size": pd.array([None] * len(LR), dtype="Int64"),
+            "model": "tiny_cnn",
+            "width": 1.0,
+            "model_kwargs": "{}",
+            "optimizer": optimizer,
+            "optimizer_kwargs": "{}",
+            "loss": "crossentropy",
+            "batch_size": pd.array([100] * len(LR), dtype="Int64"),
+            "seed": 0,
+            "start_lr": 1e-7,
+            "end_lr": 10.0,
+            "num_steps": len(LR),
+            "stop_reason": "end",
+            "wall_s": 1.0,
+            "step": np.arange(1, len(LR) + 1),
+            "lr": LR,
+            "batch_loss": loss,
+            "smoothed_loss": loss,
+        }
+    )
+
+
+def test_suggestions_against_the_grid_band_and_best():
+    finder = pd.concat([finder_frame("adam", "f1"), finder_frame("rmsprop", "f2")])
+    trials = pd.DataFrame(
+        [
+            helpers.outcome(TrialStatus.REACHED, time_s=2.0, lr=1e-4).record.to_row(),
+            helpers.outcome(TrialStatus.REACHED, time_s=1.0, lr=1e-3).record.to_row(),
+            helpers.outcome(TrialStatus.REACHED, time_s=3.0, lr=1e-2).record.to_row(),
+            helpers.outcome(TrialStatus.DIVERGED, lr=1e-1).record.to_row(),
+        ]
+    )
+    trials["train_size"] = trials["train_size"].astype("Int64")
+    compared = F.against_grid(F.suggestions(finder), trials)
+    adam = compared[compared["optimizer"] == "adam"].set_index("rule")
+    assert adam.loc["steepest", "best_lr"] == pytest.approx(1e-3)
+    assert adam.loc["steepest", "decades_from_best"] == pytest.approx(0.0, abs=1e-9)
+    assert adam.loc["min/10", "decades_from_best"] == pytest.approx(1.0)
+    assert adam.loc["valley", "decades_from_best"] == pytest.approx(-1.0)
+    assert list(adam["in_band"]) == [True, True, True]  # band 1e-4 .. 1e-2
+    rms = compared[compared["optimizer"] == "rmsprop"]  # no grid series: no verdict
+    assert rms["best_lr"].isna().all() and rms["in_band"].isna().all()
+    scores = F.rule_scores(compared).set_index("rule")
+    assert scores.loc["steepest", "tests"] == 1 and scores.loc["min/10", "in_band"] == 1
+    assert scores.loc["min/10", "median_abs_decades"] == pytest.approx(1.0)
+    # without any grid, every suggestion is still listed
+    alone = F.against_grid(F.suggestions(finder), None)
+    assert len(alone) == 6 and alone["best_lr"].isna().all()
