@@ -179,8 +179,8 @@ def find_lr(
 def _run_finders(spec: GridSpec, runs: list, target: str, data_dir: str | None) -> None:
     from harness.data import load_dataset
     from harness.finder import run_finder
-    from harness.models import import_keras_quietly
     from harness.store import Store
+    from harness.sweep import check_optimizers
 
     store = Store(target)
     done = store.finder_ids()
@@ -188,7 +188,7 @@ def _run_finders(spec: GridSpec, runs: list, target: str, data_dir: str | None) 
     if len(todo) < len(runs):
         typer.echo(f"{len(runs) - len(todo)} of {len(runs)} range tests already stored in {target}")
     if todo:
-        import_keras_quietly()
+        check_optimizers(spec)  # a keyword typo fails here, in one line
     datasets: dict[str, object] = {}
     for i, run in enumerate(todo, 1):
         if run.dataset not in datasets:

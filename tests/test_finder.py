@@ -145,3 +145,11 @@ def test_report_sets_suggestions_against_the_real_sweep(real_sweep, tmp_path):
         expected = math.log10(row["suggested_lr"] / row["best_lr"])
         assert row["decades_from_best"] == pytest.approx(expected)
     assert "LR range test" in (report / "index.html").read_text()
+
+
+def test_find_lr_optimizer_keyword_typo_is_one_line(write_grid, tmp_path):
+    grid = write_grid(GRID.replace('"adam"]', '{ name = "adam", kwargs = { beta_one = 0.8 } }]'))
+    result = runner.invoke(app, ["find-lr", str(grid), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "optimizers[1].kwargs.beta_one: not a keyword of adam" in line, result.output
