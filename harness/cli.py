@@ -33,6 +33,14 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _interrupted(what: str, target: str) -> typer.Exit:
+    typer.echo(
+        f"\ninterrupted: finished {what} are stored in {target}; run the same command to resume",
+        err=True,
+    )
+    return typer.Exit(130)
+
+
 def _notes(spec: GridSpec) -> None:
     for why in spec.skipped:
         typer.echo(f"note: skipped {why}", err=True)
@@ -81,12 +89,7 @@ def sweep(
     except LrbenchError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        typer.echo(
-            f"\ninterrupted: finished trials are stored in {target}; "
-            "run the same command to resume",
-            err=True,
-        )
-        raise typer.Exit(130) from None
+        raise _interrupted("trials", target) from None
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     typer.echo(
         f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
@@ -168,12 +171,7 @@ def find_lr(
     except LrbenchError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        typer.echo(
-            f"\ninterrupted: finished range tests are stored in {target}; "
-            "run the same command to resume",
-            err=True,
-        )
-        raise typer.Exit(130) from None
+        raise _interrupted("range tests", target) from None
 
 
 def _run_finders(spec: GridSpec, runs: list, target: str, data_dir: str | None) -> None:

@@ -13,6 +13,7 @@ from analysis import finder as F
 from harness.cli import app
 from harness.finder import FinderParams, FinderSpec, lr_range_test, run_finder
 from harness.store import Store
+from tests import helpers
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -20,21 +21,9 @@ PARAMS = FinderParams(start_lr=1e-5, end_lr=100.0, num_steps=150)
 
 
 def adam_spec(**changes) -> FinderSpec:
-    base = dict(
-        sweep="t",
-        dataset="mnist5k",
-        train_size=None,
-        model="tiny_cnn",
-        width=1.0,
-        model_kwargs={},
-        optimizer="adam",
-        optimizer_kwargs={},
-        loss="crossentropy",
-        batch_size=100,
-        seed=0,
-        params=PARAMS,
-    )
-    return FinderSpec(**{**base, **changes})
+    """The setup of ``helpers.BASE`` (tiny_cnn, adam, mnist5k) as a range test."""
+    shared = {k: v for k, v in helpers.BASE.items() if k in FinderSpec.__dataclass_fields__}
+    return FinderSpec(**{**shared, "params": PARAMS, **changes})
 
 
 def test_curve_descends_then_diverges_and_suggestions_lie_in_the_range(mnist5k):
