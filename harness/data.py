@@ -40,6 +40,16 @@ class Dataset:
     x_val: np.ndarray
     y_val: np.ndarray
 
+    def fingerprint(self) -> str:
+        """A short hash of the arrays: changes whenever the data or its preparation does."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
     def head(self, train_size: int | None) -> Dataset:
         """The same dataset with only the first ``train_size`` training examples (a view)."""
         if train_size is None or train_size >= len(self.x_train):

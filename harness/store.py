@@ -12,6 +12,10 @@ so a stored trial row always has its curve. Files are written under a hidden
 temporary name and renamed into place: a reader never sees half a file, and a
 crash loses at most the trials that were running. ``<out>`` may be a local path
 or a URI that pyarrow's filesystem layer understands (``s3://``, ``gs://``).
+
+``History`` is the nightly benchmark's history: one Parquet file per night,
+hive-partitioned by date, beside each night's own results directory. The
+column declarations of every dataset are in ``harness.schemas``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import re
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -26,6 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError, one_line
 from harness.records import TrialOutcome
+from harness.schemas import (
+    GRID_METADATA_KEY,
+    SCHEMA_METADATA_KEY,
+    SCHEMA_VERSION,
+    check_schema,
+    curves_schema,
+    finder_schema,
+    history_schema,
+    trials_schema,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,130 +50,9 @@ MANIFEST = "manifest.json"
 TRIALS = "trials"
 CURVES = "curves"
 FINDER = "finder"
-GRID_METADATA_KEY = b"lrbench.grid"
-SCHEMA_METADATA_KEY = b"lrbench.schema"
-# The results schema this lrbench writes. Bump it with every change of columns.
-# A column added later is read as null from an older file (ADDED_IN); a removed,
-# renamed or retyped column makes the older file unreadable, and the reader says so.
-SCHEMA_VERSION = 3
-ADDED_IN = {"lr_source": 2, "step_time_s": 2, "schedule": 3}
-
-
-def trials_schema() -> pa.Schema:
-    """Column names and types of the ``trials`` dataset."""
-    import pyarrow as pa
-
-    f64, i64, s = pa.float64(), pa.int64(), pa.string()
-    return pa.schema(
-        [
-            ("trial_id", s),
-            ("sweep", s),
-            ("dataset", s),
-            ("train_size", i64),
-            ("model", s),
-            ("width", f64),
-            ("n_params", i64),
-            ("optimizer", s),
-            ("optimizer_kwargs", s),
-            ("model_kwargs", s),
-            ("lr", f64),
-            ("lr_source", s),
-            ("schedule", s),
-            ("batch_size", i64),
-            ("loss", s),
-            ("seed", i64),
-            ("target_metric", s),
-            ("target_acc", f64),
-            ("budget_s", f64),
-            ("max_epochs", i64),
-            ("status", s),
-            ("time_to_target_s", f64),
-            ("steps_to_target", i64),
-            ("epochs_to_target", f64),
-            ("examples_to_target", i64),
-            ("steps", i64),
-            ("epochs", f64),
-            ("train_s", f64),
-            ("startup_s", f64),
-            ("val_s", f64),
-            ("wall_s", f64),
-            ("step_time_s", f64),
-            ("final_train_acc", f64),
-            ("best_train_acc", f64),
-            ("final_val_acc", f64),
-            ("final_train_loss", f64),
-            ("error", s),
-            ("traceback", s),
-            ("started_at", pa.timestamp("us", tz="UTC")),
-            ("host", s),
-            ("worker_pid", i64),
-            ("device", s),
-            ("cpus", f64),
-            ("gpus", f64),
-            ("versions", s),
-        ]
-    )
-
-
-def curves_schema() -> pa.Schema:
-    """Column names and types of the ``curves`` dataset."""
-    import pyarrow as pa
-
-    f64, i64 = pa.float64(), pa.int64()
-    return pa.schema(
-        [
-            ("trial_id", pa.string()),
-            ("step", i64),
-            ("epoch", f64),
-            ("examples", i64),
-            ("elapsed_s", f64),
-            ("lr", f64),
-            ("train_loss", f64),
-            ("train_acc", f64),
-            ("running_acc", f64),
-            ("recent_acc", f64),
-            ("val_acc", f64),
-        ]
-    )
-
-
-def finder_schema() -> pa.Schema:
-    """Column names and types of the ``finder`` dataset (LR range tests)."""
-    import pyarrow as pa
-
-    f64, i64, s = pa.float64(), pa.int64(), pa.string()
-    return pa.schema(
-        [
-            ("finder_id", s),
-            ("sweep", s),
-            ("dataset", s),
-            ("train_size", i64),
-            ("model", s),
-            ("width", f64),
-            ("n_params", i64),
-            ("model_kwargs", s),
-            ("optimizer", s),
-            ("optimizer_kwargs", s),
-            ("loss", s),
-            ("batch_size", i64),
-            ("seed", i64),
-            ("start_lr", f64),
-            ("end_lr", f64),
-            ("num_steps", i64),
-            ("beta", f64),
-            ("stop_factor", f64),
-            ("stop_reason", s),
-            ("started_at", pa.timestamp("us", tz="UTC")),
-            ("wall_s", f64),
-            ("host", s),
-            ("device", s),
-            ("versions", s),
-            ("step", i64),
-            ("lr", f64),
-            ("batch_loss", f64),
-            ("smoothed_loss", f64),
-        ]
-    )
+HISTORY_NIGHTS = "nights"
+HISTORY_RUNS = "runs"
+RUN_INFO = "nightly.json"
 
 
 def _filesystem(out: str) -> tuple[Any, str]:
@@ -214,14 +108,14 @@ class Store:
     # -- manifest
     def read_manifest(self) -> dict[str, Any] | None:
         """The manifest, or None for a new directory."""
-        path = self._path(MANIFEST)
-        if not self._exists(path):
-            return None
+        return self._read_json(MANIFEST) if self.has(MANIFEST) else None
+
+    def _read_json(self, name: str) -> dict[str, Any]:
         try:
-            with self.fs.open_input_stream(path) as f:
+            with self.fs.open_input_stream(self._path(name)) as f:
                 return json.loads(f.read().decode())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.out}/{MANIFEST}: unreadable manifest ({exc})") from None
+            raise StoreError(f"{self.out}/{name}: unreadable JSON ({one_line(exc)})") from None
 
     def check_grid(self, grid_name: str, digest: str, source: str) -> dict[str, Any] | None:
         """The manifest, after checking this directory holds no other grid's results."""
@@ -302,17 +196,27 @@ class Store:
             )
 
     def _dataset_table(
-        self, folder: str, schema: pa.Schema, columns: list[str] | None = None
+        self,
+        folder: str,
+        schema: pa.Schema,
+        columns: list[str] | None = None,
+        partition: pa.Schema | None = None,
     ) -> pa.Table:
+        """Read a dataset folder with the given schema, checking every file's own
+        schema first; ``partition`` names hive partition columns (``date=...``)."""
         import pyarrow.dataset as ds
 
         path = self._path(folder)
         if not self._exists(path):
             return schema.empty_table().select(columns) if columns else schema.empty_table()
-        dataset = ds.dataset(path, schema=schema, format="parquet", filesystem=self.fs)
+        partitioning = ds.partitioning(partition, flavor="hive") if partition else None
+        in_files = _without(schema, partition.names if partition else [])
+        dataset = ds.dataset(
+            path, schema=schema, format="parquet", filesystem=self.fs, partitioning=partitioning
+        )
         try:
             for fragment in dataset.get_fragments():
-                _check_schema(fragment.path, fragment.physical_schema, schema)
+                check_schema(fragment.path, fragment.physical_schema, in_files)
             return dataset.to_table(columns=columns)
         except StoreError:
             raise
@@ -369,41 +273,153 @@ class Store:
         return {i: s for i, s in zip(ids, statuses, strict=True) if s != "error"}
 
 
-def _check_schema(path: str, found: pa.Schema, expected: pa.Schema) -> None:
-    """Refuse a file written with another results schema, naming what differs."""
+class History:
+    """A nightly benchmark history (see ``docs/nightly.md``)::
+
+        <root>/nights/date=YYYY-MM-DD/<run_id>.parquet   one row per trial of a run
+        <root>/runs/<run_id>/                            that run's results directory
+        <root>/report/                                   the latest judgement
+
+    A run's trials go to its own results directory while it runs (so an
+    interrupted night resumes), then into the history dataset in one atomic
+    file: its commit. A committed file is never rewritten; a second run on the
+    same date is another file in the same partition.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = str(root)
+        self.base = Store(self.root)
+
+    def run_out(self, run_id: str) -> str:
+        """The results directory of one run."""
+        return f"{self.root.rstrip('/')}/{HISTORY_RUNS}/{run_id}"
+
+    def read(self) -> pd.DataFrame:
+        """Every committed row, with ``date`` from the partition folder. A file
+        that is corrupt, misplaced or of another schema is an error naming it."""
+        import pyarrow as pa
+
+        self.files()  # a stray or misplaced file is named before anything is read
+        table = self.base._dataset_table(
+            HISTORY_NIGHTS, history_schema(), partition=pa.schema([("date", pa.string())])
+        )
+        df = _to_pandas(table)
+        df["schedule"] = df["schedule"].fillna("constant")
+        return df
+
+    def files(self) -> list[str]:
+        """Paths of the committed run files, each checked to sit in a
+        ``date=YYYY-MM-DD`` folder."""
+        from pyarrow import fs
+
+        path = self.base._path(HISTORY_NIGHTS)
+        if not self.base._exists(path):
+            return []
+        infos = self.base.fs.get_file_info(fs.FileSelector(path, recursive=True))
+        found = []
+        for info in infos:
+            name = posixpath.basename(info.path)
+            if info.type != fs.FileType.File or name.startswith((".", "_")):
+                continue
+            found.append(_check_partition_path(info.path))
+        return sorted(found)
+
+    def committed(self) -> set[str]:
+        """Run ids already in the history dataset."""
+        return {posixpath.basename(p).removesuffix(".parquet") for p in self.files()}
+
+    def append(
+        self,
+        date: str,
+        run_id: str,
+        trials: pd.DataFrame,
+        night: dict[str, Any],
+        grid_json: dict[str, Any],
+    ) -> str:
+        """Commit one run: its trial rows (``Store.read_trials()``) with the
+        night's columns (``history_schema`` less ``date``), as one new file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = posixpath.join(HISTORY_NIGHTS, f"date={date}", f"{run_id}.parquet")
+        if self.base.has(name):
+            raise StoreError(f"{self.root}/{name}: already committed; a night is never rewritten")
+        schema = _without(history_schema(), ["date"])
+        frame = trials.assign(run_id=run_id, **night)
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        table = table.replace_schema_metadata(
+            {
+                GRID_METADATA_KEY: json.dumps(grid_json, default=str).encode(),
+                SCHEMA_METADATA_KEY: str(SCHEMA_VERSION).encode(),
+            }
+        )
+        path = self.base._path(name)
+        self.base._atomic_write(path, lambda sink: pq.write_table(table, sink))
+        return path
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        """Record a run's identity (id, date, start, grid) in its results directory."""
+        self.base._write_json(posixpath.join(HISTORY_RUNS, info["run_id"], RUN_INFO), info)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The identities of runs started but not committed, oldest first."""
+        from pyarrow import fs
+
+        path = self.base._path(HISTORY_RUNS)
+        if not self.base._exists(path):
+            return []
+        done = self.committed()
+        found = []
+        for info in self.base.fs.get_file_info(fs.FileSelector(path)):
+            run_id = posixpath.basename(info.path)
+            if info.type != fs.FileType.Directory or run_id in done:
+                continue
+            meta = posixpath.join(HISTORY_RUNS, run_id, RUN_INFO)
+            if self.base.has(meta):
+                found.append(self.base._read_json(meta))
+        return sorted(found, key=lambda i: str(i.get("started_at")))
+
+    def prune_runs(self, keep: int) -> list[str]:
+        """Delete the results directories (curves, manifests) of all committed
+        runs but the newest ``keep``; their rows stay in the history. Returns the
+        ids of the runs pruned. Uncommitted runs are never touched."""
+        from pyarrow import fs
+
+        path = self.base._path(HISTORY_RUNS)
+        if not self.base._exists(path):
+            return []
+        done = self.committed()
+        runs = sorted(
+            posixpath.basename(info.path)
+            for info in self.base.fs.get_file_info(fs.FileSelector(path))
+            if info.type == fs.FileType.Directory and posixpath.basename(info.path) in done
+        )  # run ids start with their UTC start: sorted is oldest first
+        old = runs[: max(0, len(runs) - keep)]
+        for run_id in old:
+            self.base.fs.delete_dir(self.base._path(HISTORY_RUNS, run_id))
+        return old
+
+    def write_bytes(self, name: str, payload: bytes) -> None:
+        """Write a report file at ``name`` under the history root, atomically."""
+        self.base.write_bytes(name, payload)
+
+
+_PARTITION_FILE = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$")
+
+
+def _check_partition_path(path: str) -> str:
+    if not _PARTITION_FILE.search(path):
+        raise StoreError(
+            f"{path}: not where a history file belongs "
+            f"({HISTORY_NIGHTS}/date=YYYY-MM-DD/<run_id>.parquet)"
+        )
+    return path
+
+
+def _without(schema: pa.Schema, names: list[str]) -> pa.Schema:
     import pyarrow as pa
 
-    meta = found.metadata or {}
-    raw = meta.get(SCHEMA_METADATA_KEY, b"1")
-    version = int(raw) if raw.isdigit() else 1
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: written with results schema {version}, newer than this lrbench "
-            f"reads ({SCHEMA_VERSION}); upgrade lrbench"
-        )
-    missing = [
-        f.name for f in expected if f.name not in found.names and ADDED_IN.get(f.name, 0) <= version
-    ]
-    changed = [
-        f"{f.name} ({found.field(f.name).type}, expected {f.type})"
-        for f in expected
-        if f.name in found.names
-        and not found.field(f.name).type.equals(f.type)
-        and not pa.types.is_null(found.field(f.name).type)
-    ]
-    if missing or changed:
-        what = "; ".join(
-            part
-            for part in (
-                f"missing columns: {', '.join(missing)}" if missing else "",
-                f"changed types: {', '.join(changed)}" if changed else "",
-            )
-            if part
-        )
-        raise StoreError(
-            f"{path}: not results schema {version} (written by an older lrbench?): "
-            f"{what}; re-run the sweep with this lrbench into a new --out"
-        )
+    return pa.schema([f for f in schema if f.name not in names])
 
 
 def _now() -> str:

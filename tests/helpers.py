@@ -97,3 +97,43 @@ def outcome(
         for s in (1, 20, 40)
     ]
     return TrialOutcome(record, curve)
+
+
+# A night of a synthetic history: (optimizer, lr) -> (status, time to target, steps).
+Cells = dict[tuple[str, float], tuple[str, float, int]]
+
+
+def commit_night(
+    history: Any,
+    run_id: str,
+    cells: Cells,
+    *,
+    day: int = 1,
+    hour: int = 3,
+    digest: str = "g1",
+    device: str = "cpu: x",
+    complete: bool = True,
+    versions: dict[str, str] | None = None,
+) -> None:
+    """Commit a hand-made night (no training) to a ``harness.store.History``."""
+    import json
+
+    import pandas as pd
+
+    started = pd.Timestamp(f"2026-11-{day:02d}T{hour:02d}:00:00Z")
+    rows = [
+        outcome(
+            TrialStatus(status), time_s=time_s, steps=steps, optimizer=opt, lr=lr
+        ).record.to_row()
+        for (opt, lr), (status, time_s, steps) in cells.items()
+    ]
+    trials = pd.DataFrame(rows).assign(started_at=started, device=device)
+    env = {"device": device, "versions": versions or {"tensorflow": "2.21.0"}}
+    night = {
+        "run_started_at": started,
+        "grid_digest": digest,
+        "revision": "abc123",
+        "complete": complete,
+        "env": json.dumps(env),
+    }
+    history.append(f"{started:%Y-%m-%d}", run_id, trials, night, {"name": "test"})

@@ -74,3 +74,11 @@ def test_corrupt_mnist_file_is_reported(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"not a zip file")
     with pytest.raises(DataError, match="cannot read .*mnist.npz"):
         load_mnist(str(tmp_path))
+
+
+def test_fingerprint_is_stable_and_follows_the_data(mnist5k):
+    from harness.data import load_mnist5k
+
+    assert mnist5k.fingerprint() == load_mnist5k().fingerprint()
+    assert len(mnist5k.fingerprint()) == 16
+    assert mnist5k.head(1000).fingerprint() != mnist5k.fingerprint()

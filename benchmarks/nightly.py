@@ -1,0 +1,147 @@
+"""How the nightly judgement scales with the length of the history.
+
+Builds synthetic histories (no training) of the nightly grid's shape, 96 trials
+a night, with a few percent of timing noise, and times, for each length:
+committing one more night, reading the whole history back, judging the latest
+night, and writing the report. Prints one row per length, and the ratio of the
+longest history's times to the shortest's.
+
+Usage: python benchmarks/nightly.py [--nights 30 90 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OPTIMIZERS = ("gd", "momentum", "adam", "adagrad", "adadelta", "rmsprop")
+LRS = (1e-5, 1e-3, 0.01, 0.03, 0.3, 1.0, 3.0, 100.0)
+
+
+def night_trials(rng: random.Random, started):
+    """One synthetic night: every optimizer x LR x 2 seeds, mid-range LRs reaching."""
+    import pandas as pd
+
+    from harness.grid import TrialSpec
+    from harness.records import TrialRecord, TrialStatus
+
+    rows = []
+    for opt in OPTIMIZERS:
+        for i, lr in enumerate(LRS):
+            for seed in (0, 1):
+                spec = TrialSpec(
+                    sweep="nightly",
+                    dataset="mnist5k",
+                    train_size=None,
+                    model="tiny_cnn",
+                    width=1.0,
+                    model_kwargs={},
+                    optimizer=opt,
+                    optimizer_kwargs={},
+                    lr=lr,
+                    batch_size=100,
+                    loss="crossentropy",
+                    seed=seed,
+                    target_metric="recent",
+                    target_acc=0.95,
+                    window=40,
+                    budget_s=15.0,
+                    max_epochs=50,
+                    check_every=0,
+                    diverge_factor=5.0,
+                )
+                status = (
+                    TrialStatus.REACHED
+                    if 2 <= i <= 4
+                    else TrialStatus.BUDGET
+                    if i < 2
+                    else TrialStatus.DIVERGED
+                )
+                time_s = (1.0 + i) * rng.uniform(0.95, 1.05)
+                reached = status is TrialStatus.REACHED
+                record = TrialRecord.from_spec(
+                    spec,
+                    status,
+                    time_to_target_s=time_s if reached else None,
+                    steps_to_target=100 * (1 + i) if reached else None,
+                    steps=100 * (1 + i),
+                    started_at=started.isoformat(),
+                    device="cpu: bench",
+                    n_params=3300,
+                )
+                rows.append(record.to_row())
+    frame = pd.DataFrame(rows)
+    frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+    return frame
+
+
+def commit(history, rng, day: int) -> float:
+    import pandas as pd
+
+    started = pd.Timestamp("2026-01-01T03:00:00Z") + pd.Timedelta(days=day)
+    trials = night_trials(rng, started)
+    night = {
+        "run_started_at": started,
+        "grid_digest": "bench",
+        "revision": "abc",
+        "complete": True,
+        "env": json.dumps({"device": "cpu: bench", "versions": {"tensorflow": "2.21.0"}}),
+    }
+    t0 = time.perf_counter()
+    history.append(f"{started:%Y-%m-%d}", f"{started:%Y%m%dT%H%M%SZ}-{day:06d}", trials, night, {})
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nights", type=int, nargs="+", default=[30, 90, 365])
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis import nightly_report
+    from analysis.nightly import Rules, judge
+    from harness.store import History
+
+    rules = Rules()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lrbench-nightly-bench-") as tmp:
+        for length in sorted(args.nights):
+            history = History(str(Path(tmp) / f"h{length}"))
+            rng = random.Random(length)
+            for day in range(length - 1):
+                commit(history, rng, day)
+            commit_s = commit(history, rng, length - 1)
+            t0 = time.perf_counter()
+            frame = history.read()
+            read_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            judgement = judge(frame, rules)
+            judge_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            nightly_report.write(history, judgement, rules)
+            report_s = time.perf_counter() - t0
+            rows.append((length, len(frame), commit_s, read_s, judge_s, report_s))
+    print(f"{'nights':>7} {'rows':>7} {'commit s':>9} {'read s':>8} {'judge s':>8} {'report s':>9}")
+    for length, n, c, r, j, w in rows:
+        print(f"{length:>7} {n:>7} {c:>9.3f} {r:>8.3f} {j:>8.3f} {w:>9.3f}")
+    first, last = rows[0], rows[-1]
+    growth = last[0] / first[0]
+    print(
+        f"{last[0]} vs {first[0]} nights ({growth:.0f}x the history): "
+        f"read {last[3] / first[3]:.1f}x, judge {last[4] / first[4]:.1f}x, "
+        f"report {last[5] / first[5]:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

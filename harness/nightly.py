@@ -1,0 +1,118 @@
+"""Run tonight's grid into a nightly history (see ``docs/nightly.md``).
+
+A run gets an id (its UTC start and a random suffix) and its own results
+directory under the history, which ``run_sweep`` fills: an interrupted night
+resumes, because the same command on the same UTC date picks up the
+uncommitted run of the same grid. Once every trial has a record, the run's rows
+and the night's environment (versions, device, host, git revision, data
+fingerprints) go into the history dataset as one new file: the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from harness.grid import GridSpec
+from harness.sweep import SweepResult
+
+
+@dataclass(frozen=True)
+class NightRun:
+    """What a ``run_night`` call did."""
+
+    run_id: str
+    date: str  # the UTC date the run started: its partition
+    resumed: bool  # True when it picked up an interrupted run of the same date
+    sweep: SweepResult
+    path: str  # the committed history file
+    abandoned: tuple[str, ...] = ()  # uncommitted runs of other dates or grids, left as they are
+
+
+def new_run_info(grid: GridSpec, now: datetime) -> dict[str, Any]:
+    """A new run's identity: a sortable, unique id, its date, start and grid."""
+    now = now.astimezone(UTC)
+    return {
+        "run_id": f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+        "date": now.date().isoformat(),
+        "started_at": now.isoformat(timespec="seconds"),
+        "grid": grid.name,
+        "grid_digest": grid.digest,
+        "source": grid.source,
+    }
+
+
+def resumable(pending: list[dict[str, Any]], grid: GridSpec, date: str) -> dict[str, Any] | None:
+    """The newest uncommitted run of this grid started on ``date``, if any."""
+    same = [i for i in pending if i.get("grid_digest") == grid.digest and i.get("date") == date]
+    return same[-1] if same else None
+
+
+def run_night(
+    grid: GridSpec,
+    history_root: str,
+    *,
+    address: str | None = None,
+    data_dir: str | None = None,
+    max_failures: int = 2,
+    verbose: bool = False,
+    revision: str | None = None,
+    now: datetime | None = None,
+) -> NightRun:
+    """Run ``grid`` as tonight's night of the history at ``history_root`` and
+    commit it. ``revision`` names the code under test (default: the git commit
+    of the working directory)."""
+    import pandas as pd
+
+    from harness import sysinfo
+    from harness.data import load_dataset
+    from harness.store import History, Store
+    from harness.sweep import check_optimizers, run_sweep
+
+    history = History(history_root)
+    history.read()  # a corrupt history fails now, not after the night's sweep
+    check_optimizers(grid)  # so do a keyword typo and a missing dataset (next)
+    data = {
+        name: load_dataset(name, data_dir or grid.data_dir).fingerprint()
+        for name in dict.fromkeys(d.name for d in grid.datasets)
+    }
+    now = now or datetime.now(UTC)
+    pending = history.pending()
+    info = resumable(pending, grid, now.astimezone(UTC).date().isoformat())
+    resumed = info is not None
+    abandoned = tuple(i["run_id"] for i in pending if i is not info)
+    if info is None:
+        info = new_run_info(grid, now)
+        history.write_run_info(info)
+    out = history.run_out(info["run_id"])
+    result = run_sweep(
+        grid,
+        out,
+        address=address,
+        data_dir=data_dir,
+        max_failures=max_failures,
+        verbose=verbose,
+    )
+    ids = {t.trial_id for t in grid.expand()}
+    trials = Store(out).read_trials()
+    trials = trials[trials["trial_id"].isin(ids)].reset_index(drop=True)
+    devices = trials["device"].value_counts()
+    env = {
+        **sysinfo.environment(),
+        "device": str(devices.index[0]) if len(devices) else "",
+        "data": data,
+        "grid_source": grid.source,
+        "address": address,
+    }
+    night = {
+        "run_started_at": pd.Timestamp(info["started_at"]),
+        "grid_digest": grid.digest,
+        "revision": sysinfo.git_revision() if revision is None else revision,
+        "complete": result.unfinished == 0,
+        "env": json.dumps(env, sort_keys=True, default=str),
+    }
+    path = history.append(info["date"], info["run_id"], trials, night, grid.to_json())
+    return NightRun(info["run_id"], info["date"], resumed, result, path, abandoned)
