@@ -480,8 +480,7 @@ def _pick(all_nights: pd.DataFrame, run_id: str | None) -> int:
     return int(found[0])
 
 
-def _no_baseline_note(all_nights: pd.DataFrame, night: dict[str, Any]) -> str:
-    earlier = all_nights[all_nights["started_at"] < night["started_at"]]
+def _no_baseline_note(earlier: pd.DataFrame, night: dict[str, Any]) -> str:
     grid = earlier[earlier["grid_digest"] == night["grid_digest"]]
     if grid.empty:
         return (
@@ -527,7 +526,7 @@ def judge(
         return Judgement(
             night=night,
             baseline=[],
-            note=_no_baseline_note(all_nights, night),
+            note=_no_baseline_note(earlier, night),
             nights=shown_nights,
             cells=compare_cells(empty, tonight, thresholds, rules.floor_seconds),
             bands=compare_bands(empty, tonight).assign(verdict=""),

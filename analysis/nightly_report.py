@@ -18,6 +18,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from analysis import nightly as N
+from analysis.report import CSS
 from analysis.tables import STATUSES, fmt_lr
 
 if TYPE_CHECKING:
@@ -109,6 +110,21 @@ def _counts(night: dict[str, Any]) -> str:
     return ", ".join(f"{s} {night[s]}" for s in STATUSES if night[s])
 
 
+def _sections(judgement: N.Judgement) -> list[tuple[str, pd.DataFrame]]:
+    """The findings by verdict, as (title, findings), leaving out empty ones."""
+    by_verdict = (
+        ("Regressions", "regression"),
+        ("Improvements", "improvement"),
+        ("Other status changes (not regressions)", "change"),
+    )
+    found = judgement.findings
+    return [
+        (title, found[found["verdict"] == verdict])
+        for title, verdict in by_verdict
+        if (found["verdict"] == verdict).any()
+    ]
+
+
 def markdown(judgement: N.Judgement, rules: N.Rules, report_path: str | None = None) -> str:
     """The Markdown summary of a judgement."""
     night = judgement.night
@@ -128,13 +144,8 @@ def markdown(judgement: N.Judgement, rules: N.Rules, report_path: str | None = N
     if judgement.baseline:
         lines.append(f"- {noise_text(judgement, rules)}")
         lines.append(f"- Improvements: {n_imp}")
-    for title, frame in (
-        ("Regressions", judgement.regressions),
-        ("Improvements", judgement.improvements),
-        ("Other status changes (not regressions)", judgement.findings.query("verdict == 'change'")),
-    ):
-        if len(frame):
-            lines += ["", f"### {title}", "", findings_display(frame).to_markdown(index=False)]
+    for title, frame in _sections(judgement):
+        lines += ["", f"### {title}", "", findings_display(frame).to_markdown(index=False)]
     if len(judgement.env):
         lines += [
             "",
@@ -169,16 +180,12 @@ def tables(judgement: N.Judgement) -> dict[str, pd.DataFrame]:
     }
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
-       padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
-th { background: #f3f3f3; }
-img { max-width: 100%; border: 1px solid #eee; }
-code { background: #f3f3f3; padding: 0 0.2em; }
+_CSS = (
+    CSS
+    + """
 .regression { color: #b00; } .clean { color: #070; } .nobaseline { color: #555; }
 """
+)
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -212,13 +219,8 @@ def page(judgement: N.Judgement, rules: N.Rules) -> str:
     ]
     if judgement.baseline:
         parts.append(f"<p>{html.escape(noise_text(judgement, rules))}</p>")
-    for title, frame in (
-        ("Regressions", judgement.regressions),
-        ("Improvements", judgement.improvements),
-        ("Other status changes", judgement.findings.query("verdict == 'change'")),
-    ):
-        if len(frame):
-            parts += [f"<h2>{title}</h2>", _table(findings_display(frame))]
+    for title, frame in _sections(judgement):
+        parts += [f"<h2>{title}</h2>", _table(findings_display(frame))]
     parts += [
         "<h2>Trend</h2>",
         "<p>Median time and steps to target of each cell (series and learning rate) on "

@@ -166,7 +166,7 @@ def write_report(
     return Report(out=out, tables=built, figures=list(figures))
 
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -204,7 +204,7 @@ def _html(
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<title>lrbench report</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>lrbench report</h1>",
         f"<p>Results: {sources}.</p>",
         "<h2>Sweeps</h2>",
