@@ -116,6 +116,22 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         shown["compare"] = shown["compare"].sort_values(
             "optimizer", key=lambda col: col.map(order), kind="stable"
         )
+    if "devices" in built:
+        d = built["devices"]
+        shown["devices"] = pd.DataFrame(
+            {
+                "source": d["source"],
+                "device": d["device"],
+                "nodes": d["nodes"],
+                "reached": [f"{r}/{n}" for r, n in zip(d["reached"], d["trials"], strict=True)],
+                "s / step": [_num(x, ".3g", "-") for x in d["step_time_median_s"]],
+                "vs fastest": [_num(x, ".2f", "-") for x in d["step_time_ratio"]],
+                "median time to target (s)": [_num(x, ".3g", "-") for x in d["time_median_s"]],
+                "mixed cells": d["mixed_cells"],
+            }
+        )
+        if not several:
+            shown["devices"] = shown["devices"].drop(columns="source")
     if "scaling_fits" in built:
         shown["scaling"] = _scaling_display(built["scaling_fits"], several)
     if "shifts" in built:

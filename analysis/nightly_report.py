@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from analysis import nightly as N
 from analysis.report import CSS
 from analysis.tables import STATUSES, fmt_lr
+from harness.store import child
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -257,7 +258,7 @@ def write(history: History, judgement: N.Judgement, rules: N.Rules) -> str:
 
     from analysis.nightly_plots import trend_figure
 
-    index = f"{history.root.rstrip('/')}/{REPORT}/index.html"
+    index = child(history.root, REPORT, "index.html")
     fig = trend_figure(judgement)
     for ext in ("png", "svg"):
         buffer = io.BytesIO()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from analysis import devices as D
 from analysis import finder as F
 from analysis import scaling as S
 from analysis import shifts
@@ -63,6 +64,9 @@ def build_tables(results: Results, min_success: float = T.MIN_SUCCESS) -> dict[s
     }
     if len(results.sources) > 1:
         built["compare"] = T.compare_sources(built["optimizers"], built["summary"], trials)
+    if D.is_heterogeneous(trials):
+        built["devices"] = D.device_table(trials)
+        built["mixed_cells"] = D.mixed_cells(trials)
     moved = shifts.valley_shifts(trials, built["optimizers"], results.curves)
     if len(moved) and is_lr_sweep(cells):
         built["shifts"] = moved
@@ -262,6 +266,20 @@ def _html(
             table("finder_rules"),
             table("finder"),
             links("finder"),
+        ]
+    if "devices" in shown:
+        mixed = len(built["mixed_cells"])
+        parts += [
+            "<h2>Devices</h2>",
+            "<p><strong>These trials ran on more than one device.</strong> Time to target "
+            "depends on the device and steps to target do not: compare steps across "
+            f"devices. {mixed} cell{'' if mixed == 1 else 's'} (optimizer and LR) pooled "
+            "trials from different devices, so their median times mix hardware "
+            '(<a href="tables/mixed_cells.csv">mixed_cells.csv</a>). Per device: its Ray '
+            "nodes, its median seconds per training step and the ratio to the fastest "
+            "device.</p>",
+            table("devices"),
+            links("devices"),
         ]
     if "compare" in shown:
         parts += [

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from harness.errors import LrbenchError
+from harness.store import child
 
 if TYPE_CHECKING:
     from analysis.nightly import Rules
@@ -230,7 +231,7 @@ def _finder_summary(target: str) -> None:
         fig.savefig(buffer, format=ext, dpi=130)
         store.write_bytes(f"finder.{ext}", buffer.getvalue())
     plt.close(fig)
-    typer.echo(f"figure: {target.rstrip('/')}/finder.png")
+    typer.echo(f"figure: {child(target, 'finder.png')}")
     if trials is None:
         typer.echo(
             f"(no sweep in {target} yet: run `lrbench sweep` with the same --out to see "
@@ -361,7 +362,7 @@ def nightly(
     except LrbenchError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise _interrupted("trials", f"{history.rstrip('/')}/runs/") from None
+        raise _interrupted("trials", child(history, "runs")) from None
     if verdict == "regression":
         raise typer.Exit(1)
 
@@ -407,7 +408,7 @@ def _run_night(
     for run_id in night.abandoned:
         typer.echo(
             f"note: run {run_id} was interrupted on another date (or grid) and never "
-            f"committed; its finished trials stay in {history.rstrip('/')}/runs/{run_id}",
+            f"committed; its finished trials stay in {child(history, 'runs', run_id)}",
             err=True,
         )
     return night.run_id
@@ -456,6 +457,7 @@ def _print_tables(shown: dict) -> None:
         ("summary", "Sweeps"),
         ("optimizers", "Per optimizer"),
         ("union_band", "Union band: LRs where at least one optimizer succeeds"),
+        ("devices", "Devices: trials ran on several; compare steps, not times, across them"),
         ("compare", "Comparison (ratios to the first results directory)"),
         ("shifts", "How the valley moves: each setup against its optimizer's reference"),
         ("finder", "LR range test: suggestions against the grid's measured band"),

@@ -90,6 +90,8 @@ class TrialRecord:
     started_at: str = ""
     host: str = ""
     worker_pid: int | None = None
+    node_id: str = ""  # the Ray node the trial ran on ("" outside Ray)
+    node_ip: str = ""
     device: str = ""
     cpus: float = 1.0
     gpus: float = 0.0

@@ -18,8 +18,8 @@ SCHEMA_METADATA_KEY = b"lrbench.schema"
 # The results schema this lrbench writes. Bump it with every change of columns.
 # A column added later is read as null from an older file (ADDED_IN); a removed,
 # renamed or retyped column makes the older file unreadable, and the reader says so.
-SCHEMA_VERSION = 3
-ADDED_IN = {"lr_source": 2, "step_time_s": 2, "schedule": 3}
+SCHEMA_VERSION = 4
+ADDED_IN = {"lr_source": 2, "step_time_s": 2, "schedule": 3, "node_id": 4, "node_ip": 4}
 
 
 def trials_schema() -> pa.Schema:
@@ -70,6 +70,8 @@ def trials_schema() -> pa.Schema:
             ("started_at", pa.timestamp("us", tz="UTC")),
             ("host", s),
             ("worker_pid", i64),
+            ("node_id", s),
+            ("node_ip", s),
             ("device", s),
             ("cpus", f64),
             ("gpus", f64),

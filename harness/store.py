@@ -55,6 +55,12 @@ HISTORY_RUNS = "runs"
 RUN_INFO = "nightly.json"
 
 
+def child(out: str, *parts: str) -> str:
+    """A path or URI below ``out``; a URI's query (``?endpoint_override=...``) stays last."""
+    base, sep, query = out.partition("?") if "://" in out else (out, "", "")
+    return posixpath.join(base.rstrip("/"), *parts) + sep + query
+
+
 def _filesystem(out: str) -> tuple[Any, str]:
     """A pyarrow filesystem and the root path in it, for a local path or a URI."""
     import os
@@ -115,7 +121,9 @@ class Store:
             with self.fs.open_input_stream(self._path(name)) as f:
                 return json.loads(f.read().decode())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.out}/{name}: unreadable JSON ({one_line(exc)})") from None
+            raise StoreError(
+                f"{child(self.out, name)}: unreadable JSON ({one_line(exc)})"
+            ) from None
 
     def check_grid(self, grid_name: str, digest: str, source: str) -> dict[str, Any] | None:
         """The manifest, after checking this directory holds no other grid's results."""
@@ -292,7 +300,7 @@ class History:
 
     def run_out(self, run_id: str) -> str:
         """The results directory of one run."""
-        return f"{self.root.rstrip('/')}/{HISTORY_RUNS}/{run_id}"
+        return child(self.root, HISTORY_RUNS, run_id)
 
     def read(self) -> pd.DataFrame:
         """Every committed row, with ``date`` from the partition folder. A file
@@ -343,7 +351,9 @@ class History:
 
         name = posixpath.join(HISTORY_NIGHTS, f"date={date}", f"{run_id}.parquet")
         if self.base.has(name):
-            raise StoreError(f"{self.root}/{name}: already committed; a night is never rewritten")
+            raise StoreError(
+                f"{child(self.root, name)}: already committed; nights are never rewritten"
+            )
         schema = _without(history_schema(), ["date"])
         frame = trials.assign(run_id=run_id, **night)
         table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

@@ -14,12 +14,12 @@ import os
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import sysinfo
 from harness.data import Dataset, load_dataset
-from harness.errors import GridError, one_line
+from harness.errors import GridError, LrbenchError, one_line
 from harness.grid import GridSpec, TrialSpec
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
 from harness.store import Store
@@ -67,10 +67,13 @@ def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -
     from harness.trial import run_trial
 
     spec = TrialSpec.from_config(config["trial"])
-    assigned = ray.get_runtime_context().get_assigned_resources()
+    context = ray.get_runtime_context()
+    assigned = context.get_assigned_resources()
     outcome = run_trial(
         spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0), gpus=assigned.get("GPU", 0.0)
     )
+    where = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+    outcome = replace(outcome, record=replace(outcome.record, **where))
     store.write_trial(outcome)
     tune.report(outcome.summary())
 
@@ -90,7 +93,15 @@ def init_ray(address: str | None, verbose: bool = False) -> bool:
         "runtime_env": {"env_vars": WORKER_ENV},
     }
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise LrbenchError(
+                f"--address {address}: cannot connect to the Ray cluster ({exc}); a cluster "
+                "with token authentication (Ray's default from 2.59) also needs "
+                "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token "
+                "from `ray get-auth-token`) here: see cluster/README.md"
+            ) from None
     else:
         ray.init(
             include_dashboard=False,

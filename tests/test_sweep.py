@@ -51,6 +51,8 @@ def test_real_sweep_writes_documented_parquet_and_resumes(tmp_path, write_grid):
     reached = trials[trials.status == "reached"]
     assert reached.time_to_target_s.notna().all() and (reached.steps_to_target > 0).all()
     assert trials.sweep.eq("sweep-test").all() and trials.host.str.len().gt(0).all()
+    assert trials.node_id.nunique() == 1 and trials.node_id.str.len().gt(0).all()
+    assert trials.node_ip.nunique() == 1 and trials.node_ip.str.len().gt(0).all()
     # reused workers: fewer processes than trials, and one CPU each
     assert trials.worker_pid.nunique() < len(trials)
     assert (trials.cpus == 1.0).all()
