@@ -29,10 +29,23 @@ DEVICE_COLUMNS = [
 ]
 
 
+def _known(trials: pd.DataFrame) -> pd.DataFrame:
+    """Labelled trials whose device is recorded."""
+    df = T._labelled(trials)
+    return df[df["device"].fillna("") != ""]
+
+
+def _mixed_device_sets(df: pd.DataFrame) -> pd.Series:
+    """Per cell (indexed by ``tables.CELL``) whose reached trials ran on more
+    than one device: the set of those devices."""
+    reached = df[df["status"] == "reached"]
+    devices = reached.groupby(T.CELL, sort=False)["device"].agg(frozenset)
+    return devices[devices.map(len) > 1]
+
+
 def is_heterogeneous(trials: pd.DataFrame) -> bool:
     """True when some source's trials ran on more than one device."""
-    df = T._labelled(trials)
-    known = df[df["device"].fillna("") != ""]
+    known = _known(trials)
     return bool(len(known)) and int(known.groupby("source")["device"].nunique().max()) > 1
 
 
@@ -41,12 +54,9 @@ def mixed_cells(trials: pd.DataFrame) -> pd.DataFrame:
     device, with those devices: their median time to target mixes hardware."""
     import pandas as pd
 
-    df = T._labelled(trials)
-    reached = df[(df["status"] == "reached") & (df["device"].fillna("") != "")]
     rows = [
-        {**dict(zip(T.CELL, key, strict=True)), "devices": "; ".join(sorted(set(g["device"])))}
-        for key, g in reached.groupby(T.CELL, sort=False)
-        if g["device"].nunique() > 1
+        {**dict(zip(T.CELL, key, strict=True)), "devices": "; ".join(sorted(devices))}
+        for key, devices in _mixed_device_sets(_known(trials)).items()
     ]
     return pd.DataFrame(rows, columns=[*T.CELL, "devices"])
 
@@ -58,27 +68,25 @@ def device_table(trials: pd.DataFrame) -> pd.DataFrame:
     of its reached trials, and how many of the source's mixed cells it is in."""
     import pandas as pd
 
-    df = T._labelled(trials)
-    df = df[df["device"].fillna("") != ""]
-    mixed = mixed_cells(df)
+    df = _known(trials)
+    mixed = _mixed_device_sets(df)
+    mixed_source = mixed.index.get_level_values("source")
     rows = []
     for (source, device), group in df.groupby(["source", "device"], sort=False):
-        nodes = group["node_id"].fillna("") if "node_id" in group else pd.Series(dtype=str)
-        in_mixed = mixed[
-            (mixed["source"] == source) & mixed["devices"].str.contains(device, regex=False)
-        ]
+        nodes = group["node_id"].fillna("")
+        reached = group["status"] == "reached"
         rows.append(
             {
                 "source": source,
                 "device": device,
                 "nodes": int(nodes[nodes != ""].nunique()),
                 "trials": len(group),
-                "reached": int((group["status"] == "reached").sum()),
+                "reached": int(reached.sum()),
                 "step_time_median_s": float(group["step_time_s"].median()),
-                "time_median_s": float(
-                    group.loc[group["status"] == "reached", "time_to_target_s"].median()
+                "time_median_s": float(group.loc[reached, "time_to_target_s"].median()),
+                "mixed_cells": int(
+                    sum(device in devices for devices in mixed[mixed_source == source])
                 ),
-                "mixed_cells": len(in_mixed),
             }
         )
     out = pd.DataFrame(rows, columns=[c for c in DEVICE_COLUMNS if c != "step_time_ratio"])

@@ -14,10 +14,10 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 from analysis import nightly as N
+from analysis.display import _num
 from analysis.report import CSS
 from analysis.tables import STATUSES, fmt_lr
 from harness.store import child
@@ -39,28 +39,24 @@ def _short(revision: str) -> str:
     return revision[:12] + ("+dirty" if revision.endswith("+dirty") else "") if revision else "-"
 
 
-def _missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
 def findings_display(findings: pd.DataFrame) -> pd.DataFrame:
     """The findings formatted for reading: kind, where, baseline, tonight, change."""
     import pandas as pd
 
     def change(f: Any) -> str:
-        if _missing(f.change):
-            return ""
-        return f"{f.change:+.2g} decades" if f.kind == "band" else f"{f.change:+.0%}"
+        if f.kind == "band":
+            return _num(f.change, "+.2g") + ("" if pd.isna(f.change) else " decades")
+        return _num(f.change, "+.0%")
 
     return pd.DataFrame(
         {
             "kind": f.kind,
             "series": f.series,
-            "lr": "" if _missing(f.lr) else fmt_lr(f.lr),
+            "lr": "" if pd.isna(f.lr) else fmt_lr(f.lr),
             "baseline": f.before,
             "tonight": f.after,
             "change": change(f),
-            "threshold": "" if _missing(f.threshold) else f"{f.threshold:+.0%}",
+            "threshold": _num(f.threshold, "+.0%"),
         }
         for f in findings.itertuples(index=False)
     ).reindex(columns=["kind", "series", "lr", "baseline", "tonight", "change", "threshold"])
@@ -99,9 +95,7 @@ def bands_display(bands: pd.DataFrame) -> pd.DataFrame:
             "tonight": [
                 text(lo, hi) for lo, hi in zip(bands["lr_low"], bands["lr_high"], strict=True)
             ],
-            "width change (decades)": bands["change_decades"].map(
-                lambda v: "" if _missing(v) else f"{v:+.2g}"
-            ),
+            "width change (decades)": [_num(v, "+.2g") for v in bands["change_decades"]],
             "verdict": bands["verdict"],
         }
     )
