@@ -1,6 +1,9 @@
-"""Analysis of lrbench results: pure DataFrame functions (``tables``), thin
-plotting (``plots``), the report folder (``report``) and the one loader that
-reads results directories (``load``). Needs neither Ray nor TensorFlow."""
+"""Analysis of lrbench results: pure DataFrame functions (``labels``: series and
+their names; ``cells``: cells, bands, best LRs; ``tables``: the report's
+summaries; ``scaling``, ``shifts``, ``devices``, ``finder``, ``nightly*``), thin
+plotting on a shared kit (``plotkit``, ``plots``, ``*_plots``), the report folder
+(``report``, ``report_page``) and the one loader that reads results directories
+(``load``). Needs neither Ray nor TensorFlow."""
 
 from __future__ import annotations
 

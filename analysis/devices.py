@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analysis import tables as T
+from analysis.cells import CELL
+from analysis.labels import labelled
+from harness.records import TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,15 +33,15 @@ DEVICE_COLUMNS = [
 
 def _known(trials: pd.DataFrame) -> pd.DataFrame:
     """Labelled trials whose device is recorded."""
-    df = T._labelled(trials)
+    df = labelled(trials)
     return df[df["device"].fillna("") != ""]
 
 
 def _mixed_device_sets(df: pd.DataFrame) -> pd.Series:
-    """Per cell (indexed by ``tables.CELL``) whose reached trials ran on more
+    """Per cell (indexed by ``cells.CELL``) whose reached trials ran on more
     than one device: the set of those devices."""
-    reached = df[df["status"] == "reached"]
-    devices = reached.groupby(T.CELL, sort=False)["device"].agg(frozenset)
+    reached = df[df["status"] == TrialStatus.REACHED.value]
+    devices = reached.groupby(CELL, sort=False)["device"].agg(frozenset)
     return devices[devices.map(len) > 1]
 
 
@@ -55,10 +57,10 @@ def mixed_cells(trials: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     rows = [
-        {**dict(zip(T.CELL, key, strict=True)), "devices": "; ".join(sorted(devices))}
+        {**dict(zip(CELL, key, strict=True)), "devices": "; ".join(sorted(devices))}
         for key, devices in _mixed_device_sets(_known(trials)).items()
     ]
-    return pd.DataFrame(rows, columns=[*T.CELL, "devices"])
+    return pd.DataFrame(rows, columns=[*CELL, "devices"])
 
 
 def device_table(trials: pd.DataFrame) -> pd.DataFrame:
@@ -74,7 +76,7 @@ def device_table(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (source, device), group in df.groupby(["source", "device"], sort=False):
         nodes = group["node_id"].fillna("")
-        reached = group["status"] == "reached"
+        reached = group["status"] == TrialStatus.REACHED.value
         rows.append(
             {
                 "source": source,

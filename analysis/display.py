@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from analysis import tables as T
-from analysis.tables import is_lr_sweep
+from analysis.cells import is_lr_sweep
+from analysis.labels import fmt_lr
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def _num(x: Any, spec: str = ".3g", none: str = "") -> str:
+def num(x: Any, spec: str = ".3g", none: str = "") -> str:
+    """A number as text in format ``spec``; ``none`` for a missing value."""
     import pandas as pd
 
     return none if x is None or pd.isna(x) else format(float(x), spec)
@@ -21,7 +22,7 @@ def _num(x: Any, spec: str = ".3g", none: str = "") -> str:
 def _lr(x: Any) -> str:
     import pandas as pd
 
-    return "none" if x is None or pd.isna(x) else T.fmt_lr(float(x))
+    return "none" if x is None or pd.isna(x) else fmt_lr(float(x))
 
 
 def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -39,14 +40,14 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                 f"{_lr(lo)} .. {_lr(hi)}" if pd.notna(lo) else "none"
                 for lo, hi in zip(o["lr_low"], o["lr_high"], strict=True)
             ],
-            "decades": [_num(d, ".1f", "-") for d in o["decades"]],
+            "decades": [num(d, ".1f", "-") for d in o["decades"]],
             "holes": o["holes"],
             "best LR": [_lr(x) for x in o["best_lr"]],
-            "time (s)": [_num(x, ".3g", "-") for x in o["best_time_s"]],
-            "steps": [_num(x, ".0f", "-") for x in o["best_steps"]],
+            "time (s)": [num(x, ".3g", "-") for x in o["best_time_s"]],
+            "steps": [num(x, ".0f", "-") for x in o["best_steps"]],
             "diverged": o["diverged"],
             "errors": o["error"],
-            "wasted (s)": [_num(x, ".1f") for x in o["wasted_s"]],
+            "wasted (s)": [num(x, ".1f") for x in o["wasted_s"]],
         }
     )
     u = built["union_band"]
@@ -58,7 +59,7 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                 f"{_lr(lo)} .. {_lr(hi)}" if pd.notna(lo) else "none"
                 for lo, hi in zip(u["lr_low"], u["lr_high"], strict=True)
             ],
-            "decades": [_num(d, ".1f", "-") for d in u["decades"]],
+            "decades": [num(d, ".1f", "-") for d in u["decades"]],
             "LRs succeeding": [
                 f"{a}/{b}" for a, b in zip(u["n_success_lrs"], u["n_lrs"], strict=True)
             ],
@@ -86,8 +87,8 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                     s["reached"], s["budget"], s["diverged"], s["error"], strict=True
                 )
             ],
-            "trial time (s)": [_num(x, ".1f") for x in s["trial_time_s"]],
-            "wall time (s)": [_num(x, ".1f") for x in s["wall_s"]],
+            "trial time (s)": [num(x, ".1f") for x in s["trial_time_s"]],
+            "wall time (s)": [num(x, ".1f") for x in s["wall_s"]],
             "runs": s["runs"],
         }
     )
@@ -105,10 +106,10 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                 "source": c["source"],
                 "device": c["devices"],
                 "best LR": [_lr(x) for x in c["best_lr"]],
-                "time (s)": [_num(x, ".3g", "-") for x in c["best_time_s"]],
-                "steps": [_num(x, ".0f", "-") for x in c["best_steps"]],
-                "time vs first": [_num(x, ".2f", "-") for x in c["time_ratio"]],
-                "steps vs first": [_num(x, ".2f", "-") for x in c["steps_ratio"]],
+                "time (s)": [num(x, ".3g", "-") for x in c["best_time_s"]],
+                "steps": [num(x, ".0f", "-") for x in c["best_steps"]],
+                "time vs first": [num(x, ".2f", "-") for x in c["time_ratio"]],
+                "steps vs first": [num(x, ".2f", "-") for x in c["steps_ratio"]],
                 "differs from first": c["differs"],
             }
         )
@@ -124,9 +125,9 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                 "device": d["device"],
                 "nodes": d["nodes"],
                 "reached": [f"{r}/{n}" for r, n in zip(d["reached"], d["trials"], strict=True)],
-                "s / step": [_num(x, ".3g", "-") for x in d["step_time_median_s"]],
-                "vs fastest": [_num(x, ".2f", "-") for x in d["step_time_ratio"]],
-                "median time to target (s)": [_num(x, ".3g", "-") for x in d["time_median_s"]],
+                "s / step": [num(x, ".3g", "-") for x in d["step_time_median_s"]],
+                "vs fastest": [num(x, ".2f", "-") for x in d["step_time_ratio"]],
+                "median time to target (s)": [num(x, ".3g", "-") for x in d["time_median_s"]],
                 "mixed cells": d["mixed_cells"],
             }
         )
@@ -143,10 +144,8 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             {
                 "rule": r["rule"],
                 "in band": [f"{a}/{b}" for a, b in zip(r["in_band"], r["tests"], strict=True)],
-                "median |decades from best|": [
-                    _num(x, ".2f", "-") for x in r["median_abs_decades"]
-                ],
-                "worst": [_num(x, ".2f", "-") for x in r["max_abs_decades"]],
+                "median |decades from best|": [num(x, ".2f", "-") for x in r["median_abs_decades"]],
+                "worst": [num(x, ".2f", "-") for x in r["max_abs_decades"]],
             }
         )
     if not is_lr_sweep(built["cells"]):  # one LR per optimizer: no band to speak of
@@ -185,14 +184,14 @@ def shifts_display(shifts: pd.DataFrame, several: bool) -> pd.DataFrame:
             "source": shifts["source"],
             "setup": shifts["series"],
             "best LR": [_lr(x) for x in shifts["best_lr"]],
-            "best LR shift (decades)": [_num(x, "+.1f", "-") for x in shifts["best_shift_decades"]],
+            "best LR shift (decades)": [num(x, "+.1f", "-") for x in shifts["best_shift_decades"]],
             "band (LR)": [
                 f"{_lr(lo)} .. {_lr(hi)}" if pd.notna(lo) else "none"
                 for lo, hi in zip(shifts["lr_low"], shifts["lr_high"], strict=True)
             ],
-            "width (decades)": [_num(x, ".1f", "-") for x in shifts["decades"]],
-            "width change": [_num(x, "+.1f", "-") for x in shifts["width_change_decades"]],
-            "initial loss": [_num(x, ".3g", "-") for x in shifts["initial_loss"]],
+            "width (decades)": [num(x, ".1f", "-") for x in shifts["decades"]],
+            "width change": [num(x, "+.1f", "-") for x in shifts["width_change_decades"]],
+            "initial loss": [num(x, ".3g", "-") for x in shifts["initial_loss"]],
             "moved": moved,
         }
     )
@@ -222,7 +221,7 @@ def finder_display(compared: pd.DataFrame, several: bool) -> pd.DataFrame:
                 for lo, hi in zip(compared["lr_low"], compared["lr_high"], strict=True)
             ],
             "grid best LR": [_lr(x) if pd.notna(x) else "-" for x in compared["best_lr"]],
-            "decades from best": [_num(x, "+.2f", "-") for x in compared["decades_from_best"]],
+            "decades from best": [num(x, "+.2f", "-") for x in compared["decades_from_best"]],
             "in band": [inside(x) for x in compared["in_band"]],
         }
     )
@@ -247,12 +246,12 @@ def _scaling_display(fits: pd.DataFrame, several: bool) -> pd.DataFrame:
                 "source": key[0],
                 "optimizer @ lr": key[1],
                 "widths reached": f"{int(t['n_points'])}/{int(t['n_sizes'])}",
-                "time slope (s per 1x width)": _num(t["slope"], ".3g", "-"),
-                "R² linear": _num(t["r2"], ".3f", "-"),
-                "time exponent vs weights": _num(time_p.loc[key, "exponent"], ".2f", "-"),
-                "R² log-log": _num(time_p.loc[key, "r2_log"], ".3f", "-"),
-                "steps exponent": _num(steps_p.loc[key, "exponent"], ".2f", "-"),
-                "step-time exponent": _num(step_p.loc[key, "exponent"], ".2f", "-"),
+                "time slope (s per 1x width)": num(t["slope"], ".3g", "-"),
+                "R² linear": num(t["r2"], ".3f", "-"),
+                "time exponent vs weights": num(time_p.loc[key, "exponent"], ".2f", "-"),
+                "R² log-log": num(time_p.loc[key, "r2_log"], ".3f", "-"),
+                "steps exponent": num(steps_p.loc[key, "exponent"], ".2f", "-"),
+                "step-time exponent": num(step_p.loc[key, "exponent"], ".2f", "-"),
             }
         )
     out = pd.DataFrame(rows)

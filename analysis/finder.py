@@ -18,7 +18,9 @@ import math
 import numbers
 from typing import TYPE_CHECKING, Any
 
-from analysis import tables as T
+from analysis.cells import MIN_SUCCESS
+from analysis.labels import labelled, optimizer_rank, value_text
+from analysis.tables import optimizer_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,7 +145,7 @@ def runs(finder: pd.DataFrame) -> pd.DataFrame:
         range(len(out)),
         key=lambda i: (
             sources[out["source"].iat[i]],
-            T.optimizer_rank(out["optimizer"].iat[i]),
+            optimizer_rank(out["optimizer"].iat[i]),
             out["label"].iat[i],
         ),
     )
@@ -160,9 +162,9 @@ def _labels(runs: pd.DataFrame) -> list[str]:
     ]
     labels = []
     for _, row in runs.iterrows():
-        kw = T._value_text("optimizer_kwargs", row["optimizer_kwargs"])
+        kw = value_text("optimizer_kwargs", row["optimizer_kwargs"])
         text = row["optimizer"] + ("" if kw.endswith("={}") else f" ({kw})")
-        extra = "; ".join(T._value_text(c, row[c]) for c in varying)
+        extra = "; ".join(value_text(c, row[c]) for c in varying)
         labels.append(f"{text} [{extra}]" if extra else text)
     return labels
 
@@ -186,7 +188,7 @@ def suggestions(finder: pd.DataFrame, skip_start: int = SKIP_START) -> pd.DataFr
 
 
 def against_grid(
-    suggested: pd.DataFrame, trials: pd.DataFrame | None, min_success: float = T.MIN_SUCCESS
+    suggested: pd.DataFrame, trials: pd.DataFrame | None, min_success: float = MIN_SUCCESS
 ) -> pd.DataFrame:
     """Each suggestion against the grid series of the same setup (same source,
     constant schedule): that series' band and best LR, ``decades_from_best``
@@ -196,11 +198,11 @@ def against_grid(
     import pandas as pd
 
     matched = suggested.assign(_key=_setup_key(suggested))
-    df = T._labelled(trials) if trials is not None and len(trials) else None
+    df = labelled(trials) if trials is not None and len(trials) else None
     if df is not None and "schedule" in df:
         df = df[df["schedule"] == "constant"]
     if df is not None and len(df):
-        table = T.optimizer_table(df, min_success)
+        table = optimizer_table(df, min_success)
         series = df.assign(_key=_setup_key(df))[["source", "_key", "series"]].drop_duplicates()
         band = table[["source", "series", "lr_low", "lr_high", "decades", "best_lr"]]
         matched = matched.merge(series, on=["source", "_key"], how="left")

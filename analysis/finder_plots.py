@@ -8,7 +8,7 @@ import math
 from typing import TYPE_CHECKING
 
 from analysis.finder import RULES
-from analysis.plots import _figure, _log_x, _title
+from analysis.plotkit import figure, log_x, title
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +34,7 @@ def finder_figure(finder: pd.DataFrame, compared: pd.DataFrame) -> Figure:
     several = panels["source"].nunique() > 1
     ncols = min(COLUMNS, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = _figure(nrows, ncols, w=4.6, h=3.4)
+    fig, axes = figure(nrows, ncols, w=4.6, h=3.4)
     flat = [ax for row in axes for ax in row]
     for ax, (_, run) in zip(flat, panels.iterrows(), strict=False):
         g = finder[(finder["finder_id"] == run["finder_id"])]
@@ -67,10 +67,10 @@ def finder_figure(finder: pd.DataFrame, compared: pd.DataFrame) -> Figure:
         for _, r in rows.iterrows():
             if math.isfinite(r["suggested_lr"]):
                 ax.axvline(r["suggested_lr"], lw=1.5, zorder=3, **RULE_STYLES[r["rule"]])
-        _log_x(ax)
+        log_x(ax)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss")
-        ax.set_title(_title(run["label"], run["source"], several), fontsize="medium")
+        ax.set_title(title(run["label"], run["source"], several), fontsize="medium")
     for ax in flat[len(panels) :]:
         ax.set_visible(False)
     handles = [

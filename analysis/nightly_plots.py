@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from analysis.plots import MARKERS, _figure, _log_y
-from analysis.tables import fmt_lr
+from analysis.labels import fmt_lr
+from analysis.plotkit import figure, log_y, marker_style
+from harness.records import TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 MISS_Y = 0.96  # misses sit on this line near the top of a panel (axes fraction)
 MAX_TICKS = 10  # night labels per axis, at most (always including tonight)
+MISSES = (TrialStatus.BUDGET.value, TrialStatus.DIVERGED.value)  # drawn on the top row
 
 
 def night_labels(nights: pd.DataFrame) -> list[str]:
@@ -41,10 +43,10 @@ def trend_figure(judgement: Judgement) -> Figure:
     labels = night_labels(judgement.nights)
     position = {r: i for i, r in enumerate(judgement.nights["run_id"])}
     series = list(dict.fromkeys(trend["series"]))
-    fig, axes = _figure(len(series), 2, w=6.0, h=2.8)
+    fig, axes = figure(len(series), 2, w=6.0, h=2.8)
     lrs = sorted(set(trend["lr"]))
     colors = dict(zip(lrs, sns.color_palette("viridis", len(lrs)), strict=True))
-    tonight = position[judgement.night["run_id"]]
+    tonight = position[judgement.night.run_id]
     ticks = list(range(len(labels) - 1, -1, -max(1, math.ceil(len(labels) / MAX_TICKS))))[::-1]
     flagged = judgement.cells
     for row, name in enumerate(series):
@@ -58,12 +60,11 @@ def trend_figure(judgement: Judgement) -> Figure:
                 x = points["run_id"].map(position)
                 # misses of different LRs on the same night sit side by side
                 jitter = (lrs.index(lr) - (len(lrs) - 1) / 2) * min(0.08, 0.6 / len(lrs))
-                reached = points["outcome"] == "reached"
+                reached = points["outcome"] == TrialStatus.REACHED.value
                 ax.plot(x[reached], points.loc[reached, column], "-o", ms=4, color=colors[lr])
-                for outcome in ("budget", "diverged"):
+                for outcome in MISSES:
                     miss = points["outcome"] == outcome
                     if miss.any():
-                        style = {k: v for k, v in MARKERS[outcome].items() if k != "label"}
                         ax.plot(
                             x[miss] + jitter,
                             [MISS_Y] * int(miss.sum()),
@@ -71,7 +72,7 @@ def trend_figure(judgement: Judgement) -> Figure:
                             ms=6,
                             color=colors[lr],
                             transform=top,
-                            **style,
+                            **marker_style(outcome),
                         )
             bad = flagged[
                 (flagged["series"] == name)
@@ -79,7 +80,7 @@ def trend_figure(judgement: Judgement) -> Figure:
             ]
             for cell in bad.itertuples(index=False):
                 value = getattr(cell, column)
-                missed = cell.outcome != "reached" or value != value
+                missed = cell.outcome != TrialStatus.REACHED.value or value != value
                 ax.plot(
                     [tonight],
                     [MISS_Y if missed else value],
@@ -91,9 +92,9 @@ def trend_figure(judgement: Judgement) -> Figure:
                     transform=top if missed else ax.transData,
                 )
             ax.set_yscale("log")
-            values = mine.loc[mine["outcome"] == "reached", column].dropna()
+            values = mine.loc[mine["outcome"] == TrialStatus.REACHED.value, column].dropna()
             if len(values):
-                _log_y(ax)  # headroom above the data for the row of misses
+                log_y(ax)  # headroom above the data for the row of misses
                 ax.set_ylim(values.min() / 1.3, values.max() * 1.8)
             ax.set_title(f"{name}: {title}", fontsize="medium")
             ax.set_xlim(-0.5, len(labels) - 0.5)
@@ -106,10 +107,17 @@ def trend_figure(judgement: Judgement) -> Figure:
         for lr, c in colors.items()
     ]
     handles.append(Line2D([], [], ls="none", label=""))
-    for outcome in ("budget", "diverged"):
-        style = {k: v for k, v in MARKERS[outcome].items() if k != "label"}
+    for outcome in MISSES:
         handles.append(
-            Line2D([], [], ls="none", color="0.3", ms=6, label=f"{outcome} (top row)", **style)
+            Line2D(
+                [],
+                [],
+                ls="none",
+                color="0.3",
+                ms=6,
+                label=f"{outcome} (top row)",
+                **marker_style(outcome),
+            )
         )
     handles.append(
         Line2D(

@@ -16,16 +16,18 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from analysis import nightly as N
-from analysis.display import _num
-from analysis.report import CSS
-from analysis.tables import STATUSES, fmt_lr
-from harness.store import child
+from analysis.display import num
+from analysis.labels import STATUSES, fmt_lr
+from analysis.nightly_compare import band_text
+from analysis.report_page import CSS
+from harness.location import child
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.store import History
+    from analysis.nightly import Judgement, Night
+    from analysis.nightly_noise import Rules
+    from harness.history import History
 
 REPORT = "report"
 HEADLINE = {
@@ -45,8 +47,8 @@ def findings_display(findings: pd.DataFrame) -> pd.DataFrame:
 
     def change(f: Any) -> str:
         if f.kind == "band":
-            return _num(f.change, "+.2g") + ("" if pd.isna(f.change) else " decades")
-        return _num(f.change, "+.0%")
+            return num(f.change, "+.2g") + ("" if pd.isna(f.change) else " decades")
+        return num(f.change, "+.0%")
 
     return pd.DataFrame(
         {
@@ -56,13 +58,13 @@ def findings_display(findings: pd.DataFrame) -> pd.DataFrame:
             "baseline": f.before,
             "tonight": f.after,
             "change": change(f),
-            "threshold": _num(f.threshold, "+.0%"),
+            "threshold": num(f.threshold, "+.0%"),
         }
         for f in findings.itertuples(index=False)
     ).reindex(columns=["kind", "series", "lr", "baseline", "tonight", "change", "threshold"])
 
 
-def noise_text(judgement: N.Judgement, rules: N.Rules) -> str:
+def noise_text(judgement: Judgement, rules: Rules) -> str:
     """The thresholds in one line, with how many samples each rests on."""
     parts = []
     for row in judgement.noise.itertuples(index=False):
@@ -84,7 +86,7 @@ def bands_display(bands: pd.DataFrame) -> pd.DataFrame:
     """Each series' band in the baseline and tonight, formatted for reading."""
     import pandas as pd
 
-    text = N.band_text
+    text = band_text
     return pd.DataFrame(
         {
             "series": bands["series"],
@@ -95,17 +97,17 @@ def bands_display(bands: pd.DataFrame) -> pd.DataFrame:
             "tonight": [
                 text(lo, hi) for lo, hi in zip(bands["lr_low"], bands["lr_high"], strict=True)
             ],
-            "width change (decades)": [_num(v, "+.2g") for v in bands["change_decades"]],
+            "width change (decades)": [num(v, "+.2g") for v in bands["change_decades"]],
             "verdict": bands["verdict"],
         }
     )
 
 
-def _counts(night: dict[str, Any]) -> str:
-    return ", ".join(f"{s} {night[s]}" for s in STATUSES if night[s])
+def _counts(night: Night) -> str:
+    return ", ".join(f"{s} {n}" for s, n in night.counts().items() if n)
 
 
-def _sections(judgement: N.Judgement) -> list[tuple[str, pd.DataFrame]]:
+def _sections(judgement: Judgement) -> list[tuple[str, pd.DataFrame]]:
     """The findings by verdict, as (title, findings), leaving out empty ones."""
     by_verdict = (
         ("Regressions", "regression"),
@@ -120,7 +122,7 @@ def _sections(judgement: N.Judgement) -> list[tuple[str, pd.DataFrame]]:
     ]
 
 
-def markdown(judgement: N.Judgement, rules: N.Rules, report_path: str | None = None) -> str:
+def markdown(judgement: Judgement, rules: Rules, report_path: str | None = None) -> str:
     """The Markdown summary of a judgement."""
     night = judgement.night
     n_reg, n_imp = len(judgement.regressions), len(judgement.improvements)
@@ -129,11 +131,11 @@ def markdown(judgement: N.Judgement, rules: N.Rules, report_path: str | None = N
     if verdict == "regression":
         headline += f": {_count(n_reg, 'regression')}"
     lines = [
-        f"## lrbench nightly: {night['grid']}, {night['date']}: {headline}",
+        f"## lrbench nightly: {night.grid}, {night.date}: {headline}",
         "",
-        f"- Night `{night['run_id']}`: {night['trials']} trials ({_counts(night)})"
-        + ("" if night["complete"] else "; **incomplete**: some trials ended in error"),
-        f"- Code under test: `{_short(night['revision'])}`; device: {night['device']}",
+        f"- Night `{night.run_id}`: {night.trials} trials ({_counts(night)})"
+        + ("" if night.complete else "; **incomplete**: some trials ended in error"),
+        f"- Code under test: `{_short(night.revision)}`; device: {night.device}",
         f"- Compared with: {judgement.note}",
     ]
     if judgement.baseline:
@@ -160,7 +162,7 @@ def _env_display(env: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def tables(judgement: N.Judgement) -> dict[str, pd.DataFrame]:
+def tables(judgement: Judgement) -> dict[str, pd.DataFrame]:
     """The judgement's tidy tables, by file name."""
     nights = judgement.nights.copy()
     nights["env"] = nights["env"].map(lambda e: json.dumps(e, sort_keys=True))
@@ -193,7 +195,7 @@ def _nights_display(nights: pd.DataFrame) -> pd.DataFrame:
     return shown.iloc[::-1]
 
 
-def page(judgement: N.Judgement, rules: N.Rules) -> str:
+def page(judgement: Judgement, rules: Rules) -> str:
     """The HTML trend report."""
     from harness import __version__
 
@@ -202,15 +204,15 @@ def page(judgement: N.Judgement, rules: N.Rules) -> str:
     css = verdict.replace(" ", "")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>lrbench nightly: {html.escape(night['grid'])}</title>",
+        f"<title>lrbench nightly: {html.escape(night.grid)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>lrbench nightly: {html.escape(night['grid'])}, {html.escape(night['date'])}</h1>",
+        f"<h1>lrbench nightly: {html.escape(night.grid)}, {html.escape(night.date)}</h1>",
         f"<p class='{css}'><strong>{html.escape(HEADLINE[verdict])}</strong>: "
         f"{_count(len(judgement.regressions), 'regression')}, "
         f"{_count(len(judgement.improvements), 'improvement')}.</p>",
-        f"<p>Night <code>{html.escape(night['run_id'])}</code>, code under test "
-        f"<code>{html.escape(_short(night['revision']))}</code>, device "
-        f"{html.escape(str(night['device']))}. Compared with: {html.escape(judgement.note)}.</p>",
+        f"<p>Night <code>{html.escape(night.run_id)}</code>, code under test "
+        f"<code>{html.escape(_short(night.revision))}</code>, device "
+        f"{html.escape(str(night.device))}. Compared with: {html.escape(judgement.note)}.</p>",
     ]
     if judgement.baseline:
         parts.append(f"<p>{html.escape(noise_text(judgement, rules))}</p>")
@@ -246,7 +248,7 @@ def page(judgement: N.Judgement, rules: N.Rules) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write(history: History, judgement: N.Judgement, rules: N.Rules) -> str:
+def write(history: History, judgement: Judgement, rules: Rules) -> str:
     """Write ``<history>/report/``; returns the path of its ``index.html``."""
     import matplotlib.pyplot as plt
 

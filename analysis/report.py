@@ -10,56 +10,48 @@
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from analysis import cells as C
 from analysis import devices as D
 from analysis import finder as F
 from analysis import scaling as S
 from analysis import shifts
 from analysis import tables as T
+from analysis.cells import MIN_SUCCESS, is_lr_sweep
 from analysis.display import display_tables
+from analysis.labels import label_series
 from analysis.load import Results
-from analysis.tables import is_lr_sweep
+from analysis.report_page import FIGURES, page
+from harness.records import TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-FIGURES = {
-    "valley": "Valley: time and steps to target against learning rate",
-    "valley_schedule": "Valley per LR schedule: time and steps to target against the base LR",
-    "envelope": "Envelope: fastest and slowest optimizer at each learning rate",
-    "best_curves": "Accuracy curves of each optimizer at its best learning rate",
-    "success_map": "Success map: outcome of every optimizer and learning rate",
-    "success_rate": "Repeats: success rate per cell across seeds",
-    "compare": "Comparison across results directories",
-    "scaling": "Width scaling: time, steps and seconds per step to target against model size",
-    "finder": "LR range test: smoothed loss against LR, each rule's suggestion, the grid's band",
-}
-
 
 @dataclass(frozen=True)
 class Report:
-    """What ``write_report`` wrote: the folder, the tidy tables, the figure names."""
+    """What ``write_report`` wrote: the folder, the tidy tables, the figure names
+    and the notes on what it left out."""
 
     out: str
     tables: dict[str, pd.DataFrame]
     figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def build_tables(results: Results, min_success: float = T.MIN_SUCCESS) -> dict[str, pd.DataFrame]:
+def build_tables(results: Results, min_success: float = MIN_SUCCESS) -> dict[str, pd.DataFrame]:
     """Every table of the report, tidy and unformatted, by name."""
-    trials = T.label_series(results.trials)
-    cells = T.cells(trials, min_success)
+    trials = label_series(results.trials)
+    cells = C.cells(trials, min_success)
     built = {
         "summary": T.sweep_summary(trials, results.manifests),
         "optimizers": T.optimizer_table(trials, min_success),
         "union_band": T.union_band(cells),
-        "envelope": T.envelope(cells),
+        "envelope": C.envelope(cells),
         "cells": cells,
     }
     if len(results.sources) > 1:
@@ -81,40 +73,109 @@ def build_tables(results: Results, min_success: float = T.MIN_SUCCESS) -> dict[s
     return built
 
 
+def _counts(status: pd.Series) -> str:
+    """Trials by status as text: ``3 ran out of budget, 2 diverged``."""
+    words = {
+        TrialStatus.BUDGET.value: "ran out of budget",
+        TrialStatus.DIVERGED.value: "diverged",
+        TrialStatus.ERROR.value: "ended in error",
+    }
+    counts = status.value_counts()
+    return ", ".join(f"{counts[s]} {w}" for s, w in words.items() if counts.get(s, 0))
+
+
+def figure_plan(
+    results: Results, built: dict[str, pd.DataFrame], min_success: float = MIN_SUCCESS
+) -> tuple[list[str], list[str]]:
+    """Which of ``FIGURES`` the report can draw from ``built`` (the tables of
+    ``build_tables``), and plain sentences on what it leaves out and why: no
+    valley without several LRs, no times to target to plot when nothing reached
+    the target. Pure: tables in, names and notes out."""
+    cells = built["cells"]
+    status = results.trials["status"]
+    lr_sweep = is_lr_sweep(cells)
+    finished = bool((cells["outcome"] != TrialStatus.ERROR.value).any())
+    succeeded = bool((cells["outcome"] == TrialStatus.REACHED.value).any())
+    names: list[str] = []
+    left_out: list[str] = []  # what the missing times to target leave out
+    if lr_sweep:
+        if finished:
+            names.append("valley")
+            if results.trials.groupby("source")["schedule"].nunique().max() > 1:
+                names.append("valley_schedule")
+        if succeeded:
+            names += ["envelope", "best_curves"]
+        else:
+            left_out += ["the envelope", "the best-LR curves"]
+        names.append("success_map")
+        if int(cells["n"].max()) > 1:
+            names.append("success_rate")
+    if "compare" in built:
+        names.append("compare")
+    if "scaling_points" in built:
+        names.append("scaling")
+    if "finder" in built:
+        names.append("finder")
+    notes = []
+    if not lr_sweep:
+        notes.append(
+            "Each optimizer ran at a single learning rate, so there is no valley to draw: "
+            "the valley, envelope, best-LR curves and success map are left out."
+        )
+    if not (status == TrialStatus.REACHED.value).any():
+        notes.append(
+            f"No trial reached the target ({_counts(status)}), so there are no times to "
+            "target to plot" + (f": {' and '.join(left_out)} are left out." if left_out else ".")
+        )
+    elif not succeeded:
+        notes.append(
+            "No optimizer reached the target at any learning rate in at least "
+            f"{min_success:.0%} of its finished trials, "
+            "so there is no best LR"
+            + (f": {' and '.join(left_out)} are left out." if left_out else ".")
+        )
+    return names, notes
+
+
 def build_figures(
-    results: Results, built: dict[str, pd.DataFrame], min_success: float = T.MIN_SUCCESS
+    results: Results, built: dict[str, pd.DataFrame], min_success: float = MIN_SUCCESS
 ) -> dict[str, Figure]:
-    """Every figure of the report, by name: the valley figures when some optimizer
-    ran several LRs (``success_rate`` only with repeats), ``compare`` with several
-    sources, ``scaling`` with several widths."""
-    from analysis import plots
+    """Every figure of the report that ``figure_plan`` says can be drawn, by name:
+    the valley figures when some optimizer ran several LRs (``success_rate`` only
+    with repeats), ``compare`` with several sources, ``scaling`` with several widths."""
+    from analysis import plots, success_plots
+    from analysis.plotkit import palette
 
     cells = built["cells"]
-    colors = plots.palette(list(cells["series"]))
+    colors = palette(list(cells["series"]))
+    names, _ = figure_plan(results, built, min_success)
     figures = {}
-    if is_lr_sweep(cells):
+    if "valley" in names:
         figures["valley"] = plots.valley_figure(cells, colors)
-        if results.trials.groupby("source")["schedule"].nunique().max() > 1:
-            faceted = shifts.facet_cells(results.trials, "schedule", min_success)
-            figures["valley_schedule"] = plots.valley_figure(
-                faceted, plots.palette(list(faceted["line"])), rows="facet", lines="line"
-            )
-        figures["envelope"] = plots.envelope_figure(
-            built["envelope"], plots.palette(list(cells["optimizer"]))
+    if "valley_schedule" in names:
+        faceted = shifts.facet_cells(results.trials, "schedule", min_success)
+        figures["valley_schedule"] = plots.valley_figure(
+            faceted, palette(list(faceted["line"])), rows="facet", lines="line"
         )
-        curves = T.best_curves(results.trials, results.curves, min_success)
+    if "envelope" in names:
+        figures["envelope"] = plots.envelope_figure(
+            built["envelope"], palette(list(cells["optimizer"]))
+        )
+    if "best_curves" in names:
+        curves = C.best_curves(results.trials, results.curves, min_success)
         if len(curves):
             figures["best_curves"] = plots.best_curves_figure(curves, colors)
-        figures["success_map"] = plots.success_map_figure(cells)
-        if int(cells["n"].max()) > 1:
-            figures["success_rate"] = plots.success_rate_figure(cells, colors)
-    if "compare" in built:
+    if "success_map" in names:
+        figures["success_map"] = success_plots.success_map_figure(cells)
+    if "success_rate" in names:
+        figures["success_rate"] = success_plots.success_rate_figure(cells, colors)
+    if "compare" in names:
         figures["compare"] = plots.compare_figure(built["compare"])
-    if "scaling_points" in built:
+    if "scaling" in names:
         from analysis.scaling_plots import scaling_figure
 
         figures["scaling"] = scaling_figure(built["scaling_points"], built["scaling_fits"])
-    if "finder" in built and results.finder is not None:
+    if "finder" in names and results.finder is not None:
         from analysis.finder_plots import finder_figure
 
         figures["finder"] = finder_figure(results.finder, built["finder"])
@@ -140,7 +201,7 @@ def default_out(paths: list[str]) -> str:
 def write_report(
     results: Results,
     out: str,
-    min_success: float = T.MIN_SUCCESS,
+    min_success: float = MIN_SUCCESS,
     formats: tuple[str, ...] = ("png", "svg"),
 ) -> Report:
     """Write the report folder ``out`` (figures, tables, index.html)."""
@@ -165,145 +226,7 @@ def write_report(
     for name, frame in shown.items():
         with open(os.path.join(out, "tables", f"{name}.md"), "w") as f:
             f.write(frame.to_markdown(index=False) + "\n")
+    _, notes = figure_plan(results, built, min_success)
     with open(os.path.join(out, "index.html"), "w") as f:
-        f.write(_html(results, shown, list(figures), built, min_success))
-    return Report(out=out, tables=built, figures=list(figures))
-
-
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
-       padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
-th { background: #f3f3f3; }
-figure { margin: 1.5em 0; }
-img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; font-size: 0.9em; }
-code { background: #f3f3f3; padding: 0 0.2em; }
-"""
-
-
-def _html(
-    results: Results,
-    shown: dict[str, pd.DataFrame],
-    figures: list[str],
-    built: dict[str, pd.DataFrame],
-    min_success: float,
-) -> str:
-    from harness import __version__
-
-    def table(name: str) -> str:
-        return shown[name].to_html(index=False, border=0, na_rep="", escape=True)
-
-    def links(name: str) -> str:
-        return (
-            f'<p><a href="tables/{name}.csv">{name}.csv</a> · '
-            f'<a href="tables/{name}.md">{name}.md</a></p>'
-        )
-
-    sources = ", ".join(
-        f"<code>{html.escape(label)}</code> ({html.escape(path)})"
-        for label, path in results.paths.items()
-    )
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>lrbench report</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<h1>lrbench report</h1>",
-        f"<p>Results: {sources}.</p>",
-        "<h2>Sweeps</h2>",
-        table("summary"),
-        links("summary"),
-    ]
-    if "optimizers" in shown:
-        parts += [
-            "<h2>Per optimizer</h2>",
-            "<p>The band runs from the lowest to the highest learning rate that reached the "
-            f"target (in at least {min_success:.0%} of a cell's finished trials); holes are "
-            "failing learning rates inside it. The best LR has the fastest median time to "
-            "target. Wasted time is the wall time of trials that missed the target.</p>",
-            table("optimizers"),
-            links("optimizers"),
-            "<h2>Union band</h2>",
-            "<p>Learning rates where at least one optimizer reaches the target.</p>",
-            table("union_band"),
-            links("union_band"),
-        ]
-    if "scaling" in shown:
-        parts += [
-            "<h2>Width scaling</h2>",
-            "<p>Per optimizer and LR, over the widths that reached the target: the "
-            "least-squares slope of time to target against the width multiplier with its "
-            "R², and the exponents of log-log fits against the weight count (1 = linear "
-            "growth). Time = steps x seconds per step, so the steps and step-time exponents "
-            "split slower steps from more steps.</p>",
-            table("scaling"),
-            '<p><a href="tables/scaling_fits.csv">scaling_fits.csv</a> · '
-            '<a href="tables/scaling_points.csv">scaling_points.csv</a> · '
-            '<a href="tables/scaling.md">scaling.md</a></p>',
-        ]
-    if "shifts" in shown:
-        parts += [
-            "<h2>How the valley moves</h2>",
-            "<p>Where an optimizer ran several setups (loss, output activation, LR "
-            "schedule, ...), each against its reference: the setup closest to "
-            "cross-entropy, a softmax output and a constant LR. Shifts are in decades "
-            "of learning rate: <code>log10(best LR / reference best LR)</code>, and the "
-            "change of the band's width. The initial loss (median at the first check) "
-            "shows each setup's loss scale.</p>",
-            table("shifts"),
-            links("shifts"),
-        ]
-    if "finder" in shown:
-        parts += [
-            "<h2>LR range test</h2>",
-            "<p>One short run per optimizer with the LR rising exponentially (Smith 2017). "
-            "<em>steepest</em>: where the smoothed loss falls fastest against log LR; "
-            "<em>min/10</em>: a tenth of the LR at the lowest smoothed loss; <em>valley</em>: "
-            "the middle of the longest descending stretch. Each is set against the grid "
-            "sweep of the same setup: its success band and best LR, and the distance "
-            "<code>log10(suggested / best)</code> in decades.</p>",
-            table("finder_rules"),
-            table("finder"),
-            links("finder"),
-        ]
-    if "devices" in shown:
-        mixed = len(built["mixed_cells"])
-        parts += [
-            "<h2>Devices</h2>",
-            "<p><strong>These trials ran on more than one device.</strong> Time to target "
-            "depends on the device and steps to target do not: compare steps across "
-            f"devices. {mixed} cell{'' if mixed == 1 else 's'} (optimizer and LR) pooled "
-            "trials from different devices, so their median times mix hardware "
-            '(<a href="tables/mixed_cells.csv">mixed_cells.csv</a>). Per device: its Ray '
-            "nodes, its median seconds per training step and the ratio to the fastest "
-            "device.</p>",
-            table("devices"),
-            links("devices"),
-        ]
-    if "compare" in shown:
-        parts += [
-            "<h2>Comparison</h2>",
-            "<p>Each optimizer's best LR in every results directory; ratios are to the "
-            "first directory. <em>Differs from first</em> names what is not like for like: "
-            "times from another device differ by hardware, not by optimizer (compare steps "
-            "across devices), and a different target, budget or model changes both.</p>",
-            table("compare"),
-            links("compare"),
-        ]
-    parts.append("<h2>Figures</h2>")
-    for name in figures:
-        parts.append(
-            f'<figure><a href="figures/{name}.svg"><img src="figures/{name}.png" '
-            f'alt="{html.escape(FIGURES[name])}"></a>'
-            f"<figcaption>{html.escape(FIGURES[name])} "
-            f'(<a href="figures/{name}.svg">SVG</a>)</figcaption></figure>'
-        )
-    parts.append(
-        "<h2>All tables</h2><p>"
-        + " · ".join(f'<a href="tables/{n}.csv">{n}.csv</a>' for n in built)
-        + "</p>"
-    )
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    parts.append(f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>")
-    return "\n".join(parts) + "\n"
+        f.write(page(results, shown, list(figures), built, min_success, notes))
+    return Report(out=out, tables=built, figures=list(figures), notes=notes)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from analysis.tables import MIN_SUCCESS, fmt_lr, optimizer_rank, setup_labels
+from analysis.cells import MIN_SUCCESS
+from analysis.labels import fmt_lr, optimizer_rank, setup_labels
+from harness.records import TrialStatus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,8 +45,8 @@ def scaling_points(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd
         f"{opt} @ lr {fmt_lr(lr)}" + (f" ({s})" if s else "")
         for opt, lr, s in zip(df["optimizer"], df["lr"], setup, strict=True)
     ]
-    finished = df["status"] != "error"
-    reached = df["status"] == "reached"
+    finished = df["status"] != TrialStatus.ERROR.value
+    reached = df["status"] == TrialStatus.REACHED.value
     df["_reached"] = reached.astype(int)
     df["_finished"] = finished.astype(int)
     df["_time"] = df["time_to_target_s"].where(reached)
@@ -67,7 +69,8 @@ def scaling_points(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd
     )
     out["success_rate"] = out["n_reached"] / out["n_finished"].where(out["n_finished"] > 0)
     out["outcome"] = [
-        "reached" if rate >= min_success else "missed" for rate in out["success_rate"].fillna(0)
+        TrialStatus.REACHED.value if rate >= min_success else "missed"
+        for rate in out["success_rate"].fillna(0)
     ]
     return pd.DataFrame(out)
 
@@ -122,7 +125,11 @@ def scaling_fits(points: pd.DataFrame) -> pd.DataFrame:
         if group["width"].nunique() < 2:
             continue
         for measure in MEASURES:
-            use = group if measure == "step_time_s" else group[group["outcome"] == "reached"]
+            use = (
+                group
+                if measure == "step_time_s"
+                else group[group["outcome"] == TrialStatus.REACHED.value]
+            )
             use = use.dropna(subset=[measure])
             for size in SIZES:
                 rows.append(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from analysis.plots import _figure, _log_y, palette
+from analysis.plotkit import figure, log_y, palette
 from analysis.scaling import SIZES
+from harness.records import TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +27,7 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         (source, series): f"{source}: {series}" if several else series for source, series in keys
     }
     colors = palette(list(name.values()))
-    fig, axes = _figure(2, 2, w=5.6, h=4.0)
+    fig, axes = figure(2, 2, w=5.6, h=4.0)
     panels = [
         (axes[0][0], "time_to_target_s", "width", "time to target (s)", "linear"),
         (axes[0][1], "time_to_target_s", "n_params", "time to target (s)", "power"),
@@ -39,9 +40,11 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         f = fits[(fits["source"] == source) & (fits["series"] == series)]
         color = colors[name[key]]
         for ax, measure, size, _, kind in panels:
-            ok = g if measure == "step_time_s" else g[g["outcome"] == "reached"]
+            ok = g if measure == "step_time_s" else g[g["outcome"] == TrialStatus.REACHED.value]
             ax.plot(ok[size], ok[measure], ls="none", marker="o", ms=5, color=color)
-            missed = g[g["outcome"] != "reached"] if measure != "step_time_s" else g[:0]
+            missed = (
+                g[g["outcome"] != TrialStatus.REACHED.value] if measure != "step_time_s" else g[:0]
+            )
             if len(missed):
                 ax.plot(
                     missed[size],
@@ -63,12 +66,24 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
                 else fit["coefficient"] * xs ** fit["exponent"]
             )
             ax.plot(xs, ys, color=color, lw=1.2, ls="--", alpha=0.8)
-    for ax, _, size, ylabel, kind in panels:
+    reached = points[points["outcome"] == TrialStatus.REACHED.value]
+    for ax, measure, size, ylabel, kind in panels:
+        shown = points if measure == "step_time_s" else reached
         ax.set_xlabel(SIZES[size] + (" (log)" if kind == "power" else ""))
         ax.set_ylabel(ylabel + (" (log)" if kind == "power" else ""))
-        if kind == "power":
+        if not (shown[measure] > 0).any():  # nothing to plot (nor to log-scale)
+            ax.text(
+                0.5,
+                0.5,
+                "no width reached the target",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
+        elif kind == "power":
             ax.set_xscale("log")
-            _log_y(ax)
+            log_y(ax)
         else:
             ax.set_ylim(bottom=0)
         ax.set_title(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from analysis.tables import MIN_SUCCESS, _labelled, cells, setup_labels
+from analysis.cells import MIN_SUCCESS, cells
+from analysis.labels import labelled, setup_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +37,7 @@ def valley_shifts(
     import numpy as np
     import pandas as pd
 
-    df = _labelled(trials)
+    df = labelled(trials)
     first = df.drop_duplicates(["source", "series"]).set_index(["source", "series"])
     if curves is not None and len(curves):
         on = ["source", "trial_id"] if "source" in curves.columns else ["trial_id"]
@@ -99,7 +100,7 @@ def facet_cells(trials: pd.DataFrame, facet: str, min_success: float = MIN_SUCCE
     """``cells`` with a ``facet`` column (the value of the grid axis ``facet``,
     prefixed with the source when there are several) and a ``line`` column (the
     series named without that axis), for valley plots faceted by one axis."""
-    df = _labelled(trials).copy()
+    df = labelled(trials).copy()
     rest = setup_labels(df, exclude=(facet,))
     df["line"] = [f"{o} ({v})" if v else o for o, v in zip(df["optimizer"], rest, strict=True)]
     several = df["source"].nunique() > 1

@@ -22,62 +22,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-OPTIMIZERS = ("gd", "momentum", "adam", "adagrad", "adadelta", "rmsprop")
-LRS = (1e-5, 1e-3, 0.01, 0.03, 0.3, 1.0, 3.0, 100.0)
-
 
 def night_trials(rng: random.Random, started):
-    """One synthetic night: every optimizer x LR x 2 seeds, mid-range LRs reaching."""
+    """One synthetic night of the nightly grid (every optimizer x LR x 2 seeds):
+    the middle LRs reach the target, lower ones run out of budget, higher ones
+    diverge."""
     import pandas as pd
 
-    from harness.grid import TrialSpec
+    from harness.grid import load_grid
     from harness.records import TrialRecord, TrialStatus
 
+    grid = load_grid(ROOT / "grids" / "nightly.toml")
     rows = []
-    for opt in OPTIMIZERS:
-        for i, lr in enumerate(LRS):
-            for seed in (0, 1):
-                spec = TrialSpec(
-                    sweep="nightly",
-                    dataset="mnist5k",
-                    train_size=None,
-                    model="tiny_cnn",
-                    width=1.0,
-                    model_kwargs={},
-                    optimizer=opt,
-                    optimizer_kwargs={},
-                    lr=lr,
-                    batch_size=100,
-                    loss="crossentropy",
-                    seed=seed,
-                    target_metric="recent",
-                    target_acc=0.95,
-                    window=40,
-                    budget_s=15.0,
-                    max_epochs=50,
-                    check_every=0,
-                    diverge_factor=5.0,
-                )
-                status = (
-                    TrialStatus.REACHED
-                    if 2 <= i <= 4
-                    else TrialStatus.BUDGET
-                    if i < 2
-                    else TrialStatus.DIVERGED
-                )
-                time_s = (1.0 + i) * rng.uniform(0.95, 1.05)
-                reached = status is TrialStatus.REACHED
-                record = TrialRecord.from_spec(
-                    spec,
-                    status,
-                    time_to_target_s=time_s if reached else None,
-                    steps_to_target=100 * (1 + i) if reached else None,
-                    steps=100 * (1 + i),
-                    started_at=started.isoformat(),
-                    device="cpu: bench",
-                    n_params=3300,
-                )
-                rows.append(record.to_row())
+    for spec in grid.expand():
+        i = grid.lrs.index(spec.lr)
+        if 2 <= i <= 4:
+            status = TrialStatus.REACHED
+        else:
+            status = TrialStatus.BUDGET if i < 2 else TrialStatus.DIVERGED
+        time_s = (1.0 + i) * rng.uniform(0.95, 1.05)
+        reached = status is TrialStatus.REACHED
+        record = TrialRecord.from_spec(
+            spec,
+            status,
+            time_to_target_s=time_s if reached else None,
+            steps_to_target=100 * (1 + i) if reached else None,
+            steps=100 * (1 + i),
+            started_at=started.isoformat(),
+            device="cpu: bench",
+            n_params=3300,
+        )
+        rows.append(record.to_row())
     frame = pd.DataFrame(rows)
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame
@@ -110,7 +85,7 @@ def main() -> None:
     matplotlib.use("Agg")
     from analysis import nightly_report
     from analysis.nightly import Rules, judge
-    from harness.store import History
+    from harness.history import History
 
     rules = Rules()
     rows = []

@@ -47,18 +47,16 @@ from harness.trial import configure_threads, run_trial
 configure_threads(1)
 import keras
 from harness.data import load_mnist5k
-from harness.grid import TrialSpec
+from harness.grid import parse_grid
 from harness.models import build_loss, build_model, build_optimizer
 
 epochs, repeats = int(sys.argv[1]), int(sys.argv[2])
 data = load_mnist5k()
 n = len(data.x_train)
-spec = TrialSpec(
-    sweep="bench", dataset="mnist5k", train_size=None, model="tiny_cnn", width=1.0,
-    model_kwargs={}, optimizer="adam", optimizer_kwargs={}, lr=1e-3, batch_size=100,
-    loss="crossentropy", seed=0, target_metric="recent", target_acc=1.0, window=50,
-    budget_s=1e6, max_epochs=epochs, check_every=0, diverge_factor=1e9,
-)
+# adam at 1e-3 that never stops early: a target it cannot reach, no divergence stop
+stop = {"target": 1.0, "budget_s": 1e6, "max_epochs": epochs, "diverge_factor": 1e9}
+grid = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [1e-3], "stop": stop}
+spec = parse_grid(grid, "throughput").expand()[0]
 bare, trial = [], []
 for _ in range(repeats):
     keras.utils.set_random_seed(0)

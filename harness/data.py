@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DataError, one_line
+from harness.models import NUM_CLASSES
 
-NUM_CLASSES = 10
+DATASETS = ("mnist", "fashion_mnist", "mnist5k")  # the names a grid may give
 MNIST_FILE = "mnist.npz"
 FASHION_DIR = "fashion-mnist"
 FASHION_FILES = (
@@ -168,11 +169,11 @@ def load_fashion_mnist(data_dir: str | None = None) -> Dataset:
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Load one dataset by its grid name."""
+    """Load one dataset by its grid name (``DATASETS``)."""
     if name == "mnist5k":
         return load_mnist5k()
     if name == "mnist":
         return load_mnist(data_dir)
     if name == "fashion_mnist":
         return load_fashion_mnist(data_dir)
-    raise DataError(f"unknown dataset {name!r}; allowed: mnist, fashion_mnist, mnist5k")
+    raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")

@@ -1,9 +1,17 @@
 """Error types.
 
-A ``LrbenchError`` is a user-facing problem (bad grid file, missing data, a
-results directory that belongs to another grid): the CLI prints its message on
-one line and exits non-zero. A ``TrialError`` is a failure inside one trial: it
-is recorded with status ``error`` and the sweep goes on.
+- ``LrbenchError``: a problem the user can fix (a bad grid file, missing data, a
+  results directory that belongs to another grid). The CLI prints its message
+  on one line and exits 2.
+- ``FatalError``: the sweep cannot go on (its store cannot be written, the
+  device it asked for is missing). Raised from a trial, it stops the whole
+  sweep at once instead of being recorded once per trial; finished trials stay
+  stored.
+
+Any other exception inside one trial (the model, the optimizer or the training
+raised) is that trial's failure, not an error type of its own: ``run_trial``
+records it as a row with status ``error``, its message and traceback, and the
+sweep goes on; a rerun retries it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,18 @@ class GridError(LrbenchError):
         super().__init__(f"{where}: {message}")
 
 
+class ParamError(LrbenchError):
+    """A parameter (a dataclass field such as ``baseline_nights``) out of range.
+
+    Library code names the field; the CLI names the option that set it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
 class DataError(LrbenchError):
     """A dataset that cannot be found or loaded."""
 
@@ -37,5 +57,5 @@ class StoreError(LrbenchError):
     """A results directory that cannot be read or written."""
 
 
-class TrialError(Exception):
-    """A failure inside one trial; recorded, and the sweep goes on."""
+class FatalError(LrbenchError):
+    """The sweep cannot go on: it stops at once, keeping the finished trials."""

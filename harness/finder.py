@@ -17,132 +17,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from harness import sysinfo
 from harness.data import Dataset
-from harness.errors import LrbenchError
-from harness.grid import GridSpec, _digest
+from harness.errors import ParamError
+from harness.records import FinderOutcome, FinderPoint
+from harness.specs import FinderParams, FinderSpec, GridSpec
 
 
-@dataclass(frozen=True)
-class FinderParams:
-    """How the LR ramps and when the test stops."""
-
-    start_lr: float = 1e-7
-    end_lr: float = 10.0
-    num_steps: int = 300
-    beta: float = 0.98  # EMA weight of the past in the smoothed loss
-    stop_factor: float = 4.0  # stop once the smoothed loss passes this times its best
-
-    def check(self) -> None:
-        """Raise ``LrbenchError`` naming the option for values that cannot work."""
-        problems = [
-            ("--start", self.start_lr > 0, f"must be > 0, got {self.start_lr:g}"),
-            (
-                "--end",
-                self.end_lr > self.start_lr,
-                f"must be above --start ({self.start_lr:g}), got {self.end_lr:g}",
-            ),
-            ("--steps", self.num_steps >= 10, f"must be >= 10, got {self.num_steps}"),
-            ("--beta", 0 <= self.beta < 1, f"must be in [0, 1), got {self.beta:g}"),
-            ("--stop-factor", self.stop_factor > 1, f"must be > 1, got {self.stop_factor:g}"),
-        ]
-        for option, ok, message in problems:
-            if not ok:
-                raise LrbenchError(f"{option}: {message}")
-
-    def lr_at(self, step: int) -> float:
-        """The LR of update ``step`` (0-based): ``start * (end / start) ** (step / (N - 1))``."""
-        return self.start_lr * (self.end_lr / self.start_lr) ** (step / (self.num_steps - 1))
-
-
-@dataclass(frozen=True)
-class FinderSpec:
-    """One range test: a setup of a grid, a seed, and the ramp."""
-
-    sweep: str
-    dataset: str
-    train_size: int | None
-    model: str
-    width: float
-    model_kwargs: dict[str, Any]
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    loss: str
-    batch_size: int
-    seed: int
-    params: FinderParams = field(default_factory=FinderParams)
-
-    @property
-    def finder_id(self) -> str:
-        """A stable id: the hash of everything but the grid's name."""
-        config = {k: v for k, v in asdict(self).items() if k != "sweep"}
-        return _digest(config)[:16]
-
-    @property
-    def label(self) -> str:
-        """``optimizer {kwargs}`` and the setup where it is not the default."""
-        text = self.optimizer
-        if self.optimizer_kwargs:
-            text += " " + ", ".join(f"{k}={v}" for k, v in sorted(self.optimizer_kwargs.items()))
-        return text
-
-
-@dataclass(frozen=True)
-class FinderPoint:
-    """One update of a range test."""
-
-    step: int  # 1-based update count
-    lr: float  # the LR this update used
-    batch_loss: float  # the loss of this update's batch
-    smoothed_loss: float  # bias-corrected EMA of the batch losses so far
-
-
-@dataclass(frozen=True)
-class FinderOutcome:
-    """A finished range test: its spec, its curve, and why it stopped."""
-
-    spec: FinderSpec
-    points: list[FinderPoint]
-    stop_reason: str  # "end" (ramp done), "diverged" (passed stop_factor x best), "nan"
-    n_params: int
-    started_at: str
-    wall_s: float
-    device: str = ""
-    host: str = ""
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat row per point, the run's fields repeated (the ``finder`` table)."""
-        import json
-
-        s = self.spec
-        run = {
-            "finder_id": s.finder_id,
-            "sweep": s.sweep,
-            "dataset": s.dataset,
-            "train_size": s.train_size,
-            "model": s.model,
-            "width": s.width,
-            "n_params": self.n_params,
-            "model_kwargs": json.dumps(s.model_kwargs, sort_keys=True),
-            "optimizer": s.optimizer,
-            "optimizer_kwargs": json.dumps(s.optimizer_kwargs, sort_keys=True),
-            "loss": s.loss,
-            "batch_size": s.batch_size,
-            "seed": s.seed,
-            **asdict(s.params),
-            "stop_reason": self.stop_reason,
-            "started_at": datetime.fromisoformat(self.started_at),
-            "wall_s": self.wall_s,
-            "host": self.host,
-            "device": self.device,
-            "versions": json.dumps(self.versions, sort_keys=True),
-        }
-        return [{**run, **asdict(p)} for p in self.points]
+def check_params(params: FinderParams) -> None:
+    """Raise ``ParamError`` naming the first field of ``params`` that cannot work."""
+    for name, problem in params.problems():
+        raise ParamError(name, problem)
 
 
 def finder_runs(
@@ -158,34 +48,18 @@ def finder_runs(
         names = [o.name for o in grid.optimizers]
         for name in optimizers:
             if name.lower() not in names:
-                raise LrbenchError(
-                    f"--optimizer: {name!r} is not in {grid.source}; "
-                    f"its optimizers: {', '.join(dict.fromkeys(names))}"
+                raise ParamError(
+                    "optimizers",
+                    f"{name!r} is not in {grid.source}; "
+                    f"its optimizers: {', '.join(dict.fromkeys(names))}",
                 )
         wanted = {n.lower() for n in optimizers}
         chosen = [o for o in chosen if o.name in wanted]
+    seed = grid.seeds[0] if seed is None else seed
     runs: dict[str, FinderSpec] = {}
-    for ds in grid.datasets:
-        for model in grid.models:
-            for width in model.widths:
-                for loss in grid.losses:
-                    for bs in grid.batch_sizes:
-                        for opt in chosen:
-                            spec = FinderSpec(
-                                sweep=grid.name,
-                                dataset=ds.name,
-                                train_size=ds.train_size,
-                                model=model.name,
-                                width=width,
-                                model_kwargs=dict(model.kwargs),
-                                optimizer=opt.name,
-                                optimizer_kwargs=dict(opt.kwargs),
-                                loss=loss,
-                                batch_size=bs,
-                                seed=grid.seeds[0] if seed is None else seed,
-                                params=params,
-                            )
-                            runs.setdefault(spec.finder_id, spec)
+    for setup in grid.setups(tuple(chosen), seed):
+        spec = FinderSpec(**asdict(setup), params=params)
+        runs.setdefault(spec.finder_id, spec)
     return list(runs.values())
 
 
@@ -329,3 +203,33 @@ def run_finder(spec: FinderSpec, data: Dataset, *, cpus: float = 1.0) -> FinderO
         host=sysinfo.host(),
         versions=sysinfo.versions(),
     )
+
+
+def run_finders(
+    grid: GridSpec,
+    runs: list[FinderSpec],
+    out: str,
+    data_dir: str | None = None,
+    on_done: Callable[[int, int, FinderOutcome], None] | None = None,
+) -> int:
+    """Run the range tests of ``runs`` not yet stored in ``out``, storing each as
+    it ends; ``on_done(i, n, outcome)`` after each. Returns how many were
+    already stored."""
+    from harness.data import load_dataset
+    from harness.models import check_optimizers
+    from harness.store import Store
+
+    store = Store(out)
+    done = store.finder_ids()
+    todo = [r for r in runs if r.finder_id not in done]
+    if todo:
+        check_optimizers(grid)  # a keyword typo fails here, in one line
+    datasets: dict[str, Dataset] = {}
+    for i, run in enumerate(todo, 1):
+        if run.dataset not in datasets:
+            datasets[run.dataset] = load_dataset(run.dataset, data_dir)
+        outcome = run_finder(run, datasets[run.dataset])
+        store.write_finder(outcome)
+        if on_done is not None:
+            on_done(i, len(todo), outcome)
+    return len(runs) - len(todo)

@@ -1,49 +1,39 @@
-"""Grid files: read a TOML grid, validate it, and expand it into trial specs.
+"""Grid files: read a TOML grid and validate it into a ``GridSpec``.
 
-Nothing here imports TensorFlow or Ray, so a bad grid file is reported in well
-under a second. See ``docs/grids.md`` for the format.
+Pure: nothing is read but the file itself. ``lr = { best = DIR }`` is parsed
+here and resolved against the earlier sweep by ``harness.prepare``. Nothing
+here imports TensorFlow or Ray, so a bad grid file is reported in well under a
+second. See ``docs/grids.md`` for the format.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.data import DATASETS
 from harness.errors import GridError
-from harness.schedules import CONSTANT, is_constant, parse_schedule, schedule_label
-
-DATASETS = ("mnist", "fashion_mnist", "mnist5k")
-MODELS: dict[str, tuple[str, ...]] = {
-    # model name -> the keyword arguments it accepts
-    "tutorial_cnn": (),
-    "tiny_cnn": (),
-    "keras_cnn": (),
-    "mlp": ("hidden", "hidden_activation", "output_activation"),
-}
-# The six optimizers of the reference experiment, then any other Keras optimizer by name.
-NAMED_OPTIMIZERS = ("gd", "momentum", "adam", "adagrad", "adadelta", "rmsprop")
-KERAS_OPTIMIZERS = (
-    "sgd",
-    "adamw",
-    "adamax",
-    "nadam",
-    "ftrl",
-    "lion",
-    "lamb",
-    "adafactor",
-    "muon",
+from harness.models import (
+    ACTIVATIONS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    OUTPUT_ACTIVATIONS,
 )
-OPTIMIZERS = NAMED_OPTIMIZERS + KERAS_OPTIMIZERS
-LOSSES = ("crossentropy", "mse")
-TARGET_METRICS = ("recent", "running")
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "gelu", "selu", "softplus", "linear")
-OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+from harness.schedules import parse_schedule, schedule_label
+from harness.specs import (
+    TARGET_METRICS,
+    BestLr,
+    DatasetSpec,
+    GridSpec,
+    ModelSpec,
+    OptimizerSpec,
+    Resources,
+    StopRule,
+)
 
 _TOP_KEYS = (
     "name",
@@ -60,236 +50,6 @@ _TOP_KEYS = (
     "stop",
     "resources",
 )
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One value of the dataset axis."""
-
-    name: str
-    train_size: int | None = None  # keep only the first N training examples
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model family with its width multipliers and fixed keyword arguments."""
-
-    name: str
-    widths: tuple[float, ...] = (1.0,)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """One optimizer with its fixed keyword arguments (the LR is swept)."""
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """``name``, or ``name {kwargs}`` when it has fixed keywords."""
-        return self.name + (f" {json.dumps(self.kwargs, sort_keys=True)}" if self.kwargs else "")
-
-
-@dataclass(frozen=True)
-class BestLr:
-    """``lr = { best = DIR }``: each optimizer's best learning rates in an earlier sweep."""
-
-    results: str  # the earlier sweep's results directory (relative to the working directory)
-    top_k: int = 1  # how many LRs per optimizer, fastest first
-    min_success: float = 0.5  # share of a cell's seeds that must reach the target
-    rule: str = "fastest median time to target; ties: fewer steps, then the lower LR"
-
-
-@dataclass(frozen=True)
-class ChosenLr:
-    """One learning rate taken from an earlier sweep for one optimizer."""
-
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    lr: float
-    rank: int  # 1 = the best
-    time_s: float  # its median time to target there
-    steps: float  # its median steps to target there
-    success_rate: float
-
-    def matches(self, opt: OptimizerSpec) -> bool:
-        """True when this LR was chosen for ``opt`` (same name and keywords)."""
-        return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
-
-
-@dataclass(frozen=True)
-class StopRule:
-    """When a trial stops: target reached, budget spent, or diverged."""
-
-    target: float = 0.97
-    metric: str = "recent"  # "recent": last `window` steps; "running": since step 0
-    window: int = 50  # steps, for the "recent" metric
-    budget_s: float = 120.0
-    max_epochs: int = 100
-    check_every: int = 0  # steps between checks; 0 picks >= 10 checks an epoch
-    diverge_factor: float = 5.0  # loss above this times the first step's loss diverges
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one trial asks Ray for."""
-
-    cpus: float = 1.0
-    gpus: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything one trial needs; its hash is the trial id."""
-
-    sweep: str
-    dataset: str
-    train_size: int | None
-    model: str
-    width: float
-    model_kwargs: dict[str, Any]
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    lr: float
-    batch_size: int
-    loss: str
-    seed: int
-    target_metric: str
-    target_acc: float
-    window: int
-    budget_s: float
-    max_epochs: int
-    check_every: int
-    diverge_factor: float
-    schedule: dict[str, Any] = field(default_factory=lambda: dict(CONSTANT))
-    lr_source: str = "grid"  # provenance only: not part of the trial id
-
-    @property
-    def trial_id(self) -> str:
-        """A stable id: the hash of the canonical config (sweep name and LR
-        provenance excluded; a constant schedule left out, so ids from before the
-        schedule axis still match)."""
-        config = {k: v for k, v in asdict(self).items() if k not in ("sweep", "lr_source")}
-        if is_constant(config["schedule"]):
-            del config["schedule"]
-        return _digest(config)[:16]
-
-    @property
-    def schedule_label(self) -> str:
-        """The schedule as short text (``constant``, ``step(epochs=1)``)."""
-        return schedule_label(self.schedule)
-
-    def to_config(self) -> dict[str, Any]:
-        """A plain dict that ``from_config`` turns back into this spec."""
-        return asdict(self)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> TrialSpec:
-        """Rebuild a spec from ``to_config``'s dict."""
-        return cls(**config)
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """A validated grid file."""
-
-    name: str
-    source: str
-    description: str = ""
-    data_dir: str | None = None
-    datasets: tuple[DatasetSpec, ...] = ()
-    models: tuple[ModelSpec, ...] = ()
-    optimizers: tuple[OptimizerSpec, ...] = ()
-    lrs: tuple[float, ...] = ()
-    best_lr: BestLr | None = None  # set: the LRs come from an earlier sweep
-    chosen_lrs: tuple[ChosenLr, ...] = ()  # filled by load_grid from best_lr
-    skipped: tuple[str, ...] = ()  # optimizers best_lr found no LR for, and why
-    batch_sizes: tuple[int, ...] = (100,)
-    losses: tuple[str, ...] = ("crossentropy",)
-    schedules: tuple[dict[str, Any], ...] = (CONSTANT,)
-    seeds: tuple[int, ...] = (0,)
-    stop: StopRule = StopRule()
-    resources: Resources = Resources()
-
-    def expand(self) -> list[TrialSpec]:
-        """Every trial of the grid, in a fixed order, each once."""
-        trials: dict[str, TrialSpec] = {}
-        for ds, model, (opt, lr, lr_source), bs, loss, schedule, seed in itertools.product(
-            self.datasets,
-            self.models,
-            self.optimizer_lrs(),
-            self.batch_sizes,
-            self.losses,
-            self.schedules,
-            self.seeds,
-        ):
-            for width in model.widths:
-                spec = TrialSpec(
-                    sweep=self.name,
-                    dataset=ds.name,
-                    train_size=ds.train_size,
-                    model=model.name,
-                    width=width,
-                    model_kwargs=dict(model.kwargs),
-                    optimizer=opt.name,
-                    optimizer_kwargs=dict(opt.kwargs),
-                    lr=lr,
-                    batch_size=bs,
-                    loss=loss,
-                    seed=seed,
-                    target_metric=self.stop.metric,
-                    target_acc=self.stop.target,
-                    window=self.stop.window,
-                    budget_s=self.stop.budget_s,
-                    max_epochs=self.stop.max_epochs,
-                    check_every=self.stop.check_every,
-                    diverge_factor=self.stop.diverge_factor,
-                    schedule=dict(schedule),
-                    lr_source=lr_source,
-                )
-                trials.setdefault(spec.trial_id, spec)
-        return list(trials.values())
-
-    def optimizer_lrs(self) -> list[tuple[OptimizerSpec, float, str]]:
-        """(optimizer, LR, where the LR came from) for every optimizer and its LRs:
-        the ``lr`` axis, or the LRs chosen from an earlier sweep."""
-        if self.best_lr is None:
-            return [(opt, lr, "grid") for opt in self.optimizers for lr in self.lrs]
-        best = self.best_lr
-        return [
-            (
-                opt,
-                c.lr,
-                f"{best.results} best {c.rank}/{best.top_k} "
-                f"({c.time_s:.3g} s, {c.steps:.0f} steps)",
-            )
-            for opt in self.optimizers
-            for c in self.chosen_lrs
-            if c.matches(opt)
-        ]
-
-    def to_json(self) -> dict[str, Any]:
-        """The grid as plain JSON-able data (what the manifest stores)."""
-        data = asdict(self)
-        data.pop("source")
-        return data
-
-    @property
-    def digest(self) -> str:
-        """Hash of what decides the trials; the same grid has the same digest anywhere."""
-        data = self.to_json()
-        for key in ("description", "data_dir", "resources"):
-            data.pop(key)
-        if all(is_constant(s) for s in self.schedules):  # as before the schedule axis
-            data.pop("schedules")
-        return _digest(data)[:16]
-
-
-def _digest(data: Any) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def log_spaced(start: float, stop: float, num: int) -> tuple[float, ...]:
@@ -592,82 +352,4 @@ def load_grid(path: str | Path) -> GridSpec:
     if grid.data_dir is not None and not Path(grid.data_dir).is_absolute():
         # A relative data_dir is relative to the grid file, not to the caller's cwd.
         grid = replace(grid, data_dir=str((path.parent / grid.data_dir).resolve()))
-    if grid.best_lr is not None:
-        from harness.bestlr import resolve_best_lrs
-
-        grid = resolve_best_lrs(grid)
     return grid
-
-
-# ---------------------------------------------------------------- planning ---
-
-STARTUP_ESTIMATE_S = 1.0  # model build + first compiled step, per trial on a reused worker
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
-
-
-def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
-    """Lines describing the expanded grid and its worst-case time on the given resources.
-
-    Worst case: every trial runs its whole time budget, plus a startup estimate,
-    with as many trials at once as the resources allow.
-    """
-    trials = grid.expand()
-    res = grid.resources
-    slots = int(cpus // res.cpus)
-    if res.gpus > 0:
-        slots = min(slots, int(gpus // res.gpus))
-
-    def fmt(values: tuple[Any, ...]) -> str:
-        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
-
-    lrs = grid.lrs
-    lr_text = fmt(lrs) if len(lrs) <= 12 else f"{len(lrs)} values, {lrs[0]:g} .. {lrs[-1]:g}"
-    if grid.best_lr is not None:
-        per_opt: dict[str, list[str]] = {}
-        for opt, lr, _ in grid.optimizer_lrs():
-            per_opt.setdefault(opt.label, []).append(f"{lr:g}")
-        lr_text = f"best {grid.best_lr.top_k} of {grid.best_lr.results}: " + "; ".join(
-            f"{name} {', '.join(v)}" for name, v in per_opt.items()
-        )
-    stop = grid.stop
-    lines = [
-        f"grid        {grid.name}  ({grid.source}, digest {grid.digest})",
-        *([f"            {grid.description}"] if grid.description else []),
-        "datasets    "
-        + ", ".join(
-            d.name + (f" (first {d.train_size})" if d.train_size else "") for d in grid.datasets
-        ),
-        "models      "
-        + ", ".join(
-            f"{m.name} x{fmt(m.widths)}" + (f" {m.kwargs}" if m.kwargs else "") for m in grid.models
-        ),
-        "optimizers  "
-        + ", ".join(o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
-        f"lr          {lr_text}",
-        *(f"            skipped: {why}" for why in grid.skipped),
-        f"batch_size  {fmt(grid.batch_sizes)}",
-        f"loss        {', '.join(grid.losses)}",
-        f"schedule    {', '.join(schedule_label(s) for s in grid.schedules)}",
-        f"seeds       {fmt(grid.seeds)}",
-        f"stop        {stop.metric} accuracy >= {stop.target:g}"
-        + (f" (window {stop.window} steps)" if stop.metric == "recent" else "")
-        + f", budget {stop.budget_s:g}s, max {stop.max_epochs} epochs",
-        f"resources   {res.cpus:g} cpu, {res.gpus:g} gpu per trial",
-        f"trials      {len(trials)}",
-    ]
-    if slots < 1:
-        lines.append(f"worst case  cannot run: {cpus:g} cpu / {gpus:g} gpu is less than one trial")
-    else:
-        rounds = math.ceil(len(trials) / slots)
-        lines.append(
-            f"worst case  {_duration(rounds * (stop.budget_s + STARTUP_ESTIMATE_S))} "
-            f"({slots} at a time on {cpus:g} cpu / {gpus:g} gpu; every trial runs its "
-            f"full budget + ~{STARTUP_ESTIMATE_S:g}s startup)"
-        )
-    return lines

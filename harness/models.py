@@ -7,10 +7,15 @@ stays cheap.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
+
+from harness.errors import GridError
 
 if TYPE_CHECKING:
     import keras
+
+    from harness.specs import GridSpec
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -129,6 +134,14 @@ def _sequential(name: str, body: list[Any]) -> keras.Model:
 
 
 BUILDERS = {"tutorial_cnn": tutorial_cnn, "tiny_cnn": tiny_cnn, "keras_cnn": keras_cnn, "mlp": mlp}
+# model name -> the keyword arguments a grid may give it (its builder's, but width)
+MODELS: dict[str, tuple[str, ...]] = {
+    name: tuple(p for p in inspect.signature(build).parameters if p != "width")
+    for name, build in BUILDERS.items()
+}
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "gelu", "selu", "softplus", "linear")
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+LOSSES = ("crossentropy", "mse")
 
 
 def build_model(name: str, width: float, kwargs: dict[str, Any] | None = None) -> keras.Model:
@@ -143,13 +156,17 @@ def output_activation(name: str, kwargs: dict[str, Any] | None = None) -> str:
     return "softmax"
 
 
-_KERAS_CLASSES = {
-    "sgd": "SGD",
+# Every optimizer a grid may name -> its Keras class. The first six are the
+# reference experiment's, in its order; ``gd`` and ``momentum`` are SGD.
+OPTIMIZER_CLASSES = {
+    "gd": "SGD",
+    "momentum": "SGD",
     "adam": "Adam",
-    "adamw": "AdamW",
     "adagrad": "Adagrad",
     "adadelta": "Adadelta",
     "rmsprop": "RMSprop",
+    "sgd": "SGD",
+    "adamw": "AdamW",
     "adamax": "Adamax",
     "nadam": "Nadam",
     "ftrl": "Ftrl",
@@ -158,25 +175,40 @@ _KERAS_CLASSES = {
     "adafactor": "Adafactor",
     "muon": "Muon",
 }
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
+REFERENCE_OPTIMIZERS = OPTIMIZERS[:6]
 
 
 def optimizer_class(name: str) -> Any:
     """The Keras optimizer class behind a grid name (``gd`` and ``momentum`` are SGD)."""
     import keras
 
-    return getattr(keras.optimizers, _KERAS_CLASSES.get(name, "SGD"))
+    return getattr(keras.optimizers, OPTIMIZER_CLASSES[name])
 
 
 def optimizer_keywords(name: str) -> set[str]:
     """Keyword arguments the named optimizer accepts, besides ``learning_rate``."""
-    import inspect
-
     from keras.optimizers import Optimizer
 
     cls = optimizer_class(name)
     names = set(inspect.signature(cls.__init__).parameters)
     names |= set(inspect.signature(Optimizer.__init__).parameters)
     return names - {"self", "args", "kwargs", "learning_rate"}
+
+
+def check_optimizers(grid: GridSpec) -> None:
+    """Check each optimizer's keywords against Keras, so a typo fails once, up
+    front, not in every trial."""
+    import_keras_quietly()
+    for i, opt in enumerate(grid.optimizers):
+        allowed = optimizer_keywords(opt.name)
+        for key in opt.kwargs:
+            if key not in allowed:
+                raise GridError(
+                    grid.source,
+                    f"optimizers[{i}].kwargs.{key}",
+                    f"not a keyword of {opt.name}; allowed: {', '.join(sorted(allowed))}",
+                )
 
 
 def build_optimizer(name: str, lr: Any, kwargs: dict[str, Any] | None = None) -> Any:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from harness.grid import GridSpec
+from harness.specs import GridSpec
 from harness.sweep import SweepResult
 
 
@@ -69,8 +69,10 @@ def run_night(
 
     from harness import sysinfo
     from harness.data import load_dataset
-    from harness.store import History, Store
-    from harness.sweep import check_optimizers, run_sweep
+    from harness.history import History
+    from harness.models import check_optimizers
+    from harness.store import Store
+    from harness.sweep import run_sweep
 
     history = History(history_root)
     history.read()  # a corrupt history fails now, not after the night's sweep

@@ -76,12 +76,12 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         what = _describe(trial)
-        if result.get("status") == "reached":
+        if result.get("status") == TrialStatus.REACHED.value:
             what += f" in {result.get('time_to_target_s', 0):.2f}s"
-        self.record(result.get("status", "error"), what)
+        self.record(result.get("status", TrialStatus.ERROR.value), what)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.record("error", f"{_describe(trial)} (worker failed)")
+        self.record(TrialStatus.ERROR.value, f"{_describe(trial)} (worker failed)")
 
     def close(self) -> None:
         """Stop the live display."""
@@ -92,7 +92,8 @@ class SweepProgress(Callback):
 
 def _describe(trial: Any) -> str:
     """``optimizer lr=... [schedule] model`` of a Ray Tune trial, for the progress output."""
-    from harness.schedules import is_constant, schedule_label
+    from harness.schedules import schedule_label
+    from harness.specs import is_constant
 
     spec = trial.config.get("trial", {})
     schedule = spec.get("schedule")

@@ -1,14 +1,20 @@
-"""What a trial produces: its status, its summary row and its curve points."""
+"""What a trial and a range test produce: status, summary rows, curve points.
+
+Each record is a frozen dataclass; the Parquet schemas (``harness.schemas``)
+are derived from these fields, so adding a field is one edit here.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from harness.specs import SETUP_FIELDS, FinderSpec, Setup, kwargs_json
+
 if TYPE_CHECKING:
-    from harness.grid import TrialSpec
+    from harness.specs import TrialSpec
 
 
 class TrialStatus(Enum):
@@ -26,6 +32,24 @@ class TrialStatus(Enum):
     def succeeded(self) -> bool:
         """True when the trial reached its target."""
         return self is TrialStatus.REACHED
+
+
+STATUSES = tuple(s.value for s in TrialStatus)
+
+
+def to_columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as the tables store them: enums by value, dicts as canonical JSON,
+    ISO timestamps (``started_at``) as datetimes."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, dict):
+            value = kwargs_json(value)
+        elif key.endswith("started_at") and isinstance(value, str):
+            value = datetime.fromisoformat(value) if value else None
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -46,28 +70,18 @@ class CurvePoint:
 
 
 @dataclass(frozen=True)
-class TrialRecord:
-    """One trial's summary row. ``to_row`` flattens it for the ``trials`` table."""
+class TrialRecord(Setup):
+    """One trial's summary row: its setup, then what it measured. ``to_row``
+    flattens it for the ``trials`` table."""
 
     trial_id: str
-    sweep: str
-    dataset: str
-    train_size: int | None
-    model: str
-    width: float
-    n_params: int | None
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    model_kwargs: dict[str, Any]
     lr: float
-    batch_size: int
-    loss: str
-    seed: int
     target_metric: str
     target_acc: float
     budget_s: float
     max_epochs: int
     status: TrialStatus
+    n_params: int | None = None
     lr_source: str = ""  # where the LR came from: "grid", or an earlier sweep's best
     schedule: str = "constant"  # the LR schedule's label; ``lr`` is its base rate
     time_to_target_s: float | None = None
@@ -99,23 +113,28 @@ class TrialRecord:
 
     @classmethod
     def from_spec(cls, spec: TrialSpec, status: TrialStatus, **measured: Any) -> TrialRecord:
-        """A record carrying the spec's fields (those the record has), the status,
-        and the measured fields."""
-        shared = {
-            f.name: getattr(spec, f.name)
-            for f in fields(spec)
-            if f.name in cls.__dataclass_fields__
-        }
-        shared["schedule"] = spec.schedule_label
-        return cls(trial_id=spec.trial_id, status=status, **shared, **measured)
+        """A record of ``spec``'s setup, LR, stop rule and schedule, with the
+        status and the measured fields."""
+        from harness.schedules import schedule_label
+
+        stop = spec.stop
+        return cls(
+            **{name: getattr(spec, name) for name in SETUP_FIELDS},
+            trial_id=spec.trial_id,
+            lr=spec.lr,
+            target_metric=stop.metric,
+            target_acc=stop.target,
+            budget_s=stop.budget_s,
+            max_epochs=stop.max_epochs,
+            lr_source=spec.lr_source,
+            schedule=schedule_label(spec.schedule),
+            status=status,
+            **measured,
+        )
 
     def to_row(self) -> dict[str, Any]:
-        """A flat row: enum by name, dicts as JSON strings."""
-        row = asdict(self)
-        row["status"] = self.status.value
-        for key in ("optimizer_kwargs", "model_kwargs", "versions"):
-            row[key] = json.dumps(row[key], sort_keys=True)
-        return row
+        """A flat row of the ``trials`` table (``to_columns``)."""
+        return to_columns(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -135,3 +154,41 @@ class TrialOutcome:
             "steps": r.steps,
             "wall_s": r.wall_s,
         }
+
+
+@dataclass(frozen=True)
+class FinderPoint:
+    """One update of a range test."""
+
+    step: int  # 1-based update count
+    lr: float  # the LR this update used
+    batch_loss: float  # the loss of this update's batch
+    smoothed_loss: float  # bias-corrected EMA of the batch losses so far
+
+
+@dataclass(frozen=True)
+class FinderOutcome:
+    """A finished range test: its spec, its curve, and why it stopped."""
+
+    spec: FinderSpec
+    points: list[FinderPoint]
+    stop_reason: str  # "end" (ramp done), "diverged" (passed stop_factor x best), "nan"
+    n_params: int
+    started_at: str
+    wall_s: float
+    device: str = ""
+    host: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per point, the run's fields repeated (the ``finder`` table)."""
+        run = {
+            "finder_id": self.spec.finder_id,
+            **asdict(self.spec.setup()),
+            **asdict(self.spec.params),
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in OUTCOME_PARTS},
+        }
+        return [to_columns({**run, **asdict(p)}) for p in self.points]
+
+
+OUTCOME_PARTS = ("spec", "points")  # FinderOutcome fields that are not columns

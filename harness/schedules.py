@@ -18,8 +18,8 @@ import math
 from typing import Any
 
 from harness.errors import GridError
-
-CONSTANT: dict[str, Any] = {"name": "constant"}
+from harness.specs import CONSTANT_SCHEDULE as CONSTANT
+from harness.specs import is_constant
 
 # name -> (its parameters and their defaults, the default period, a one-line formula)
 # The period is the key "epochs" or "steps"; t is the training step.
@@ -140,11 +140,6 @@ def schedule_label(schedule: dict[str, Any]) -> str:
         elif value != default:
             parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else f'{value:g}'}")
     return f"{name}({', '.join(parts)})" if parts else name
-
-
-def is_constant(schedule: dict[str, Any] | None) -> bool:
-    """True for no schedule or the constant one."""
-    return not schedule or schedule.get("name") == "constant"
 
 
 def period_steps(schedule: dict[str, Any], steps_per_epoch: int) -> float:

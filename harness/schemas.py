@@ -1,14 +1,18 @@
-"""Column names and types of every Parquet dataset lrbench writes, and the
-check that a file found on disk was written with a schema this lrbench reads.
+"""Column names and types of every Parquet dataset lrbench writes, derived
+from the record dataclasses (``harness.records``), and the check that a file
+found on disk was written with a schema this lrbench reads.
 
 Declarations only; ``harness.store`` does the reading and writing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
+from harness.records import OUTCOME_PARTS, CurvePoint, FinderOutcome, FinderPoint, TrialRecord
+from harness.specs import FinderParams, Setup
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -22,141 +26,75 @@ SCHEMA_VERSION = 4
 ADDED_IN = {"lr_source": 2, "step_time_s": 2, "schedule": 3, "node_id": 4, "node_ip": 4}
 
 
-def trials_schema() -> pa.Schema:
-    """Column names and types of the ``trials`` dataset."""
+# Arrow type of a field, by its annotation's base type; dicts are stored as
+# canonical JSON text (``records.to_columns``), the status enum by its value.
+_ARROW_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool_"}
+_ARROW_OVERRIDES = {"started_at": "timestamp", "run_started_at": "timestamp"}
+
+
+def arrow_type(name: str, annotation: str) -> pa.DataType:
+    """The Arrow type of a record field, from its name and annotation text."""
     import pyarrow as pa
 
-    f64, i64, s = pa.float64(), pa.int64(), pa.string()
-    return pa.schema(
-        [
-            ("trial_id", s),
-            ("sweep", s),
-            ("dataset", s),
-            ("train_size", i64),
-            ("model", s),
-            ("width", f64),
-            ("n_params", i64),
-            ("optimizer", s),
-            ("optimizer_kwargs", s),
-            ("model_kwargs", s),
-            ("lr", f64),
-            ("lr_source", s),
-            ("schedule", s),
-            ("batch_size", i64),
-            ("loss", s),
-            ("seed", i64),
-            ("target_metric", s),
-            ("target_acc", f64),
-            ("budget_s", f64),
-            ("max_epochs", i64),
-            ("status", s),
-            ("time_to_target_s", f64),
-            ("steps_to_target", i64),
-            ("epochs_to_target", f64),
-            ("examples_to_target", i64),
-            ("steps", i64),
-            ("epochs", f64),
-            ("train_s", f64),
-            ("startup_s", f64),
-            ("val_s", f64),
-            ("wall_s", f64),
-            ("step_time_s", f64),
-            ("final_train_acc", f64),
-            ("best_train_acc", f64),
-            ("final_val_acc", f64),
-            ("final_train_loss", f64),
-            ("error", s),
-            ("traceback", s),
-            ("started_at", pa.timestamp("us", tz="UTC")),
-            ("host", s),
-            ("worker_pid", i64),
-            ("node_id", s),
-            ("node_ip", s),
-            ("device", s),
-            ("cpus", f64),
-            ("gpus", f64),
-            ("versions", s),
-        ]
-    )
+    kind = _ARROW_OVERRIDES.get(name)
+    if kind == "timestamp":
+        return pa.timestamp("us", tz="UTC")
+    base = annotation.replace(" | None", "").split("[")[0].strip()
+    return getattr(pa, _ARROW_TYPES.get(base, "string"))()
+
+
+def columns(*parts: Any, first: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> pa.Schema:
+    """A schema from dataclasses' fields, in order (``first`` leading, ``skip``
+    left out, a name only once)."""
+    import pyarrow as pa
+
+    found: dict[str, pa.DataType] = {}
+    for part in parts:
+        for f in fields(part):
+            if f.name not in skip and f.name not in found:
+                found[f.name] = arrow_type(f.name, str(f.type))
+    names = [*first, *(n for n in found if n not in first)]
+    return pa.schema([(n, found[n]) for n in names])
+
+
+def trials_schema() -> pa.Schema:
+    """Column names and types of the ``trials`` dataset: ``TrialRecord``'s fields."""
+    return columns(TrialRecord, first=("trial_id",))
 
 
 def curves_schema() -> pa.Schema:
-    """Column names and types of the ``curves`` dataset."""
-    import pyarrow as pa
-
-    f64, i64 = pa.float64(), pa.int64()
-    return pa.schema(
-        [
-            ("trial_id", pa.string()),
-            ("step", i64),
-            ("epoch", f64),
-            ("examples", i64),
-            ("elapsed_s", f64),
-            ("lr", f64),
-            ("train_loss", f64),
-            ("train_acc", f64),
-            ("running_acc", f64),
-            ("recent_acc", f64),
-            ("val_acc", f64),
-        ]
-    )
+    """Column names and types of the ``curves`` dataset: ``CurvePoint``'s fields."""
+    return columns(CurvePoint)
 
 
 def finder_schema() -> pa.Schema:
-    """Column names and types of the ``finder`` dataset (LR range tests)."""
+    """Column names and types of the ``finder`` dataset (LR range tests): the
+    setup, the ramp, the outcome and one update per row."""
     import pyarrow as pa
 
-    f64, i64, s = pa.float64(), pa.int64(), pa.string()
-    return pa.schema(
-        [
-            ("finder_id", s),
-            ("sweep", s),
-            ("dataset", s),
-            ("train_size", i64),
-            ("model", s),
-            ("width", f64),
-            ("n_params", i64),
-            ("model_kwargs", s),
-            ("optimizer", s),
-            ("optimizer_kwargs", s),
-            ("loss", s),
-            ("batch_size", i64),
-            ("seed", i64),
-            ("start_lr", f64),
-            ("end_lr", f64),
-            ("num_steps", i64),
-            ("beta", f64),
-            ("stop_factor", f64),
-            ("stop_reason", s),
-            ("started_at", pa.timestamp("us", tz="UTC")),
-            ("wall_s", f64),
-            ("host", s),
-            ("device", s),
-            ("versions", s),
-            ("step", i64),
-            ("lr", f64),
-            ("batch_loss", f64),
-            ("smoothed_loss", f64),
-        ]
-    )
+    schema = columns(Setup, FinderParams, FinderOutcome, FinderPoint, skip=OUTCOME_PARTS)
+    return pa.schema([pa.field("finder_id", pa.string()), *schema])
+
+
+@dataclass(frozen=True)
+class NightColumns:
+    """The columns a nightly history adds to every ``trials`` row."""
+
+    date: str  # from the hive partition folder (date=YYYY-MM-DD), not in the files
+    run_id: str
+    run_started_at: str
+    grid_digest: str
+    revision: str
+    complete: bool
+    env: str  # JSON: the night's environment
 
 
 def history_schema() -> pa.Schema:
     """Column names and types of the nightly ``history`` dataset: the night's
-    columns, then every ``trials`` column. The ``date`` column comes from the
-    hive partition folder (``date=YYYY-MM-DD``), not from the files."""
+    columns, then every ``trials`` column."""
     import pyarrow as pa
 
-    night = [
-        ("date", pa.string()),
-        ("run_id", pa.string()),
-        ("run_started_at", pa.timestamp("us", tz="UTC")),
-        ("grid_digest", pa.string()),
-        ("revision", pa.string()),
-        ("complete", pa.bool_()),
-        ("env", pa.string()),
-    ]
-    return pa.schema([*night, *trials_schema()])
+    return pa.schema([*columns(NightColumns), *trials_schema()])
 
 
 def check_schema(path: str, found: pa.Schema, expected: pa.Schema) -> None:

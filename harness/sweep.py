@@ -19,9 +19,10 @@ from typing import Any
 
 from harness import sysinfo
 from harness.data import Dataset, load_dataset
-from harness.errors import GridError, LrbenchError, one_line
-from harness.grid import GridSpec, TrialSpec
+from harness.errors import FatalError, LrbenchError, one_line
+from harness.models import check_optimizers
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
+from harness.specs import GridSpec, TrialSpec
 from harness.store import Store
 
 # Environment for trial workers: quiet TensorFlow, and TensorFlow's GPU memory
@@ -42,25 +43,16 @@ class SweepResult:
     wall_s: float = 0.0
 
 
-def check_optimizers(grid: GridSpec) -> None:
-    """Check each optimizer's keywords against Keras, so a typo fails now, not in
-    every trial."""
-    from harness.models import import_keras_quietly, optimizer_keywords
-
-    import_keras_quietly()
-    for i, opt in enumerate(grid.optimizers):
-        allowed = optimizer_keywords(opt.name)
-        for key in opt.kwargs:
-            if key not in allowed:
-                raise GridError(
-                    grid.source,
-                    f"optimizers[{i}].kwargs.{key}",
-                    f"not a keyword of {opt.name}; allowed: {', '.join(sorted(allowed))}",
-                )
+FATAL = "fatal"  # the key of a trainable's report that stops the whole sweep
 
 
 def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -> None:
-    """Ray Tune's function trainable: run one trial, store it, report its summary."""
+    """Ray Tune's function trainable: run one trial, store it, report its summary.
+
+    A ``FatalError`` (the store cannot be written, the device is missing) is
+    reported, not raised: raised, Ray Tune would retrain the trial up to
+    ``max_failures`` times; reported, ``_FatalStop`` ends the sweep at once.
+    """
     import ray
     from ray import tune
 
@@ -69,13 +61,40 @@ def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -
     spec = TrialSpec.from_config(config["trial"])
     context = ray.get_runtime_context()
     assigned = context.get_assigned_resources()
-    outcome = run_trial(
-        spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0), gpus=assigned.get("GPU", 0.0)
-    )
-    where = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
-    outcome = replace(outcome, record=replace(outcome.record, **where))
-    store.write_trial(outcome)
+    try:
+        outcome = run_trial(
+            spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0), gpus=assigned.get("GPU", 0.0)
+        )
+        where = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+        outcome = replace(outcome, record=replace(outcome.record, **where))
+        try:
+            store.write_trial(outcome)
+        except Exception as exc:  # disk full, permission denied, no credentials ...
+            raise FatalError(f"{store.out}: cannot store results ({one_line(exc)})") from None
+    except FatalError as exc:
+        tune.report({FATAL: str(exc), "status": TrialStatus.ERROR.value})
+        return
     tune.report(outcome.summary())
+
+
+def _fatal_stopper() -> Any:
+    """A Ray Tune stopper that ends the whole sweep on a trial's ``FATAL`` report
+    and keeps its message."""
+    from ray.tune import Stopper
+
+    class _FatalStop(Stopper):
+        def __init__(self) -> None:
+            self.message: str | None = None
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            if result.get(FATAL):
+                self.message = self.message or str(result[FATAL])
+            return bool(result.get(FATAL))
+
+        def stop_all(self) -> bool:
+            return self.message is not None
+
+    return _FatalStop()
 
 
 def init_ray(address: str | None, verbose: bool = False) -> bool:
@@ -136,7 +155,7 @@ def run_sweep(
     started = time.monotonic()
     trials = grid.expand()
     store = Store(out)
-    store.check_grid(grid.name, grid.digest, grid.source)  # before any slow work
+    store.check_grid(grid)  # before any slow work
     check_optimizers(grid)
 
     finished = store.finished()
@@ -163,10 +182,7 @@ def run_sweep(
         from harness.progress import SweepProgress
 
         store.open_sweep(
-            grid.name,
-            grid.to_json(),
-            grid.digest,
-            grid.source,
+            grid,
             {
                 "host": sysinfo.host(),
                 "cpu": sysinfo.cpu_name(),
@@ -178,6 +194,7 @@ def run_sweep(
             },
         )
         progress = SweepProgress(len(trials), stored, Counter(finished.values()))
+        fatal = _fatal_stopper()
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, data=data, store=store),
             {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
@@ -192,6 +209,7 @@ def run_sweep(
                     storage_path=tune_dir,
                     verbose=0,
                     callbacks=[progress],
+                    stop=fatal,
                     failure_config=tune.FailureConfig(max_failures=max_failures),
                 ),
             )
@@ -199,6 +217,11 @@ def run_sweep(
                 results = tuner.fit()
             finally:
                 progress.close()
+        message = fatal.message or next(
+            (r.metrics[FATAL] for r in results if (r.metrics or {}).get(FATAL)), None
+        )  # the stopper's copy lives where Tune runs: on the head, through Ray Client
+        if message is not None:
+            raise FatalError(message)
         _record_worker_failures(store, results)
     finally:
         if started_ray:

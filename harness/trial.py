@@ -19,14 +19,12 @@ between checks give the ``recent`` accuracy over the last ``window`` steps.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import os
 import statistics
 import time
 import traceback
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,11 +32,12 @@ import numpy as np
 
 from harness import sysinfo
 from harness.data import Dataset
-from harness.errors import one_line
-from harness.grid import TrialSpec
+from harness.errors import FatalError, one_line
 from harness.models import build_loss, build_model, build_optimizer, output_activation
 from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
-from harness.schedules import build_schedule, schedule_lr
+from harness.schedules import build_schedule
+from harness.specs import TrialSpec
+from harness.tracker import StopTracker, steps_per_epoch
 
 VAL_BATCH = 2000
 _threads: int | None = None
@@ -65,134 +64,20 @@ def configure_threads(cpus: float) -> int:
     return _threads
 
 
-def steps_per_epoch(n_train: int, spec: TrialSpec) -> int:
-    """Updates per pass over the training examples (the last batch may be short)."""
-    return math.ceil(n_train / spec.batch_size)
-
-
-def default_check_every(per_epoch: int) -> int:
-    """Steps between checks: at least 10 checks an epoch."""
-    return max(1, per_epoch // 10)
-
-
-@dataclass
-class _Totals:
-    """Cumulative counts at a check, for windowed differences."""
-
-    step: int = 0
-    examples: int = 0
-    correct: int = 0
-    loss_sum: float = 0.0
-
-
-def _make_tracker(spec: TrialSpec, n_train: int, trial_start: float, validate: Any) -> Any:
-    """A Keras callback that checks the stop rule every ``check_every`` steps."""
+def _callback(tracker: StopTracker) -> Any:
+    """A Keras callback that feeds ``tracker`` and stops training when it says so."""
     import keras
 
-    trial_id = spec.trial_id
-    per_epoch = steps_per_epoch(n_train, spec)
-    every = spec.check_every or default_check_every(per_epoch)
-
-    class Tracker(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.status: TrialStatus | None = None
-            self.curve: list[CurvePoint] = []
-            self.checks: list[_Totals] = [_Totals()]  # step 0
-            self.check_steps: list[int] = [0]  # checks' steps, for bisecting the window
-            self.epoch_base = _Totals()  # totals at the start of this epoch
-            self.epoch_batches = 0
-            self.step = 0
-            self.t0 = 0.0  # end of the first step
-            self.paused = 0.0
-            self.startup_s = 0.0
-            self.val_s = 0.0
-            self.initial_loss = math.nan
-            self.reached: CurvePoint | None = None
-
-        # -- clock
-        def elapsed(self) -> float:
-            return time.perf_counter() - self.t0 - self.paused if self.t0 else 0.0
-
-        def validate(self) -> float:
-            start = time.perf_counter()
-            acc = validate(self.model)
-            spent = time.perf_counter() - start
-            self.val_s += spent
-            self.paused += spent
-            return acc
-
-        # -- Keras hooks
+    class StopRuleCallback(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            self.step += 1
-            self.epoch_batches += 1
-            if self.step == 1:
-                self.t0 = time.perf_counter()
-                self.startup_s = self.t0 - trial_start
-                self.initial_loss = float(logs["loss"])
-                self.check(logs)
-            elif self.step % every == 0 or self.elapsed() >= spec.budget_s:
-                self.check(logs)
+            if tracker.batch_end(logs or {}):
+                self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if self.curve[-1].step != self.step:
-                self.check(logs)
-            self.epoch_base = self.checks[-1]
-            self.epoch_batches = 0
-            if self.status is None:
-                self.curve[-1] = replace(self.curve[-1], val_acc=self.validate())
-                if epoch + 1 >= spec.max_epochs:
-                    self.stop(TrialStatus.BUDGET)
+            if tracker.epoch_end(epoch, logs or {}):
+                self.model.stop_training = True
 
-        # -- the stop rule
-        def check(self, logs: dict) -> None:
-            elapsed = self.elapsed()
-            n = min(self.epoch_batches * spec.batch_size, n_train)
-            base = self.epoch_base
-            now = _Totals(
-                step=self.step,
-                examples=base.examples + n,
-                correct=base.correct + int(round(float(logs["acc"]) * n)),
-                loss_sum=base.loss_sum + float(logs["loss"]) * n,
-            )
-            last = self.checks[-1]
-            loss = (now.loss_sum - last.loss_sum) / max(1, now.examples - last.examples)
-            # the latest check at least `window` steps back (step 0 until the window fills)
-            i = bisect.bisect_right(self.check_steps, self.step - spec.window)
-            start = self.checks[max(0, i - 1)]
-            recent = (now.correct - start.correct) / max(1, now.examples - start.examples)
-            running = now.correct / max(1, now.examples)
-            metric = running if spec.target_metric == "running" else recent
-            self.checks.append(now)
-            self.check_steps.append(now.step)
-            point = CurvePoint(
-                trial_id=trial_id,
-                step=self.step,
-                epoch=now.examples / n_train,
-                examples=now.examples,
-                elapsed_s=elapsed,
-                # the LR this step used: the schedule's formula, which equals the
-                # Keras schedule's value (tests/test_schedules.py) and costs no op
-                lr=schedule_lr(spec.schedule, spec.lr, per_epoch, self.step - 1),
-                train_loss=loss,
-                train_acc=metric,
-                running_acc=running,
-                recent_acc=recent,
-            )
-            self.curve.append(point)
-            if not math.isfinite(loss) or loss > spec.diverge_factor * self.initial_loss:
-                self.stop(TrialStatus.DIVERGED)
-            elif metric >= spec.target_acc:
-                self.reached = point
-                self.stop(TrialStatus.REACHED)
-            elif elapsed >= spec.budget_s:
-                self.stop(TrialStatus.BUDGET)
-
-        def stop(self, status: TrialStatus) -> None:
-            self.status = status
-            self.model.stop_training = True
-
-    return Tracker()
+    return StopRuleCallback()
 
 
 def _val_accuracy(data: Dataset) -> Any:
@@ -229,7 +114,7 @@ def run_trial(
     _release_keras_state()  # harness overhead: in wall_s, not in startup_s
     trial_start = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="microseconds")
-    tracker: Any = None
+    tracker: StopTracker | None = None
     n_params: int | None = None
     device = ""
     fields: dict[str, Any] = {}
@@ -238,32 +123,37 @@ def run_trial(
         import keras
 
         device = sysinfo.tf_device(gpus > 0)
+        if gpus > 0 and device.startswith("cpu"):
+            raise FatalError(
+                f"this trial asks for {gpus:g} GPU but TensorFlow sees none on {sysinfo.host()}; "
+                "install lrbench[gpu] there, or set [resources] gpus = 0"
+            )
         keras.utils.set_random_seed(spec.seed)
         data = data.head(spec.train_size)
         model = build_model(spec.model, spec.width, spec.model_kwargs)
         n_params = int(model.count_params())
         activation = output_activation(spec.model, spec.model_kwargs)
-        lr = build_schedule(spec.schedule, spec.lr, steps_per_epoch(len(data.x_train), spec))
+        lr = build_schedule(
+            spec.schedule, spec.lr, steps_per_epoch(len(data.x_train), spec.batch_size)
+        )
         model.compile(
             optimizer=build_optimizer(spec.optimizer, lr, spec.optimizer_kwargs),
             loss=build_loss(spec.loss, activation),
             metrics=[keras.metrics.CategoricalAccuracy(name="acc")],
         )
         validate = _val_accuracy(data)
-        tracker = _make_tracker(spec, len(data.x_train), trial_start, validate)
+        tracker = StopTracker(spec, len(data.x_train), trial_start, lambda: validate(model))
         model.fit(
             make_dataset(data, spec.batch_size, spec.seed, threads),
-            epochs=spec.max_epochs,
+            epochs=spec.stop.max_epochs,
             shuffle=False,
             verbose=0,
-            callbacks=[tracker],
+            callbacks=[_callback(tracker)],
         )
-        if tracker.status is None:  # max_epochs ran out between checks
-            tracker.status = TrialStatus.BUDGET
-        if tracker.curve and tracker.curve[-1].val_acc is None:
-            tracker.curve[-1] = replace(tracker.curve[-1], val_acc=tracker.validate())
-        status = tracker.status
-    except Exception as exc:
+        status = tracker.finish()
+    except FatalError:
+        raise
+    except Exception as exc:  # the trial's own failure: recorded, and the sweep goes on
         status = TrialStatus.ERROR
         fields["error"] = one_line(exc)
         fields["traceback"] = traceback.format_exc()

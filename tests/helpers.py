@@ -3,47 +3,44 @@ out of budget, one that diverges, one that fails."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import Any
 
-from harness.grid import TrialSpec
+from harness.grid import parse_grid
 from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
+from harness.specs import STOP_ID_NAMES, StopRule, TrialSpec
 
-BASE: dict[str, Any] = dict(
-    sweep="test",
-    dataset="mnist5k",
-    train_size=None,
-    model="tiny_cnn",
-    width=1.0,
-    model_kwargs={},
-    optimizer="adam",
-    optimizer_kwargs={},
-    lr=0.01,
-    batch_size=100,
-    loss="crossentropy",
-    seed=0,
-    target_metric="recent",
-    target_acc=0.8,
-    window=20,
-    budget_s=20.0,
-    max_epochs=30,
-    check_every=0,
-    diverge_factor=5.0,
-)
+# The tests' trial: tiny_cnn on mnist5k, adam at 0.01, to 80 % recent accuracy.
+GRID: dict[str, Any] = {
+    "name": "test",
+    "models": ["tiny_cnn"],
+    "optimizers": ["adam"],
+    "lr": [0.01],
+    # Epochs bound every canned trial, never the clock, so verdicts do not depend on the
+    # machine's speed: adam at 0.01 reaches 0.8 in about one epoch (40 steps), four allowed.
+    "stop": {"target": 0.8, "window": 20, "budget_s": 3600.0, "max_epochs": 4},
+}
+BASE = parse_grid(GRID, "tests/helpers.py").expand()[0]
+# a stop-rule field by its own name or by the name trial rows know it by
+_STOP_NAMES = {STOP_ID_NAMES.get(f.name, f.name): f.name for f in fields(StopRule)}
 
 
 def spec(**changes: Any) -> TrialSpec:
-    """A tiny_cnn trial on mnist5k with the given changes."""
-    return TrialSpec(**{**BASE, **changes})
+    """The tests' trial with the given changes; stop-rule fields (``budget_s``,
+    ``target_acc``, ...) may be given directly."""
+    stop = {_STOP_NAMES[k]: changes.pop(k) for k in list(changes) if k in _STOP_NAMES}
+    return replace(BASE, stop=replace(BASE.stop, **stop), **changes)
 
 
 def reaching(**changes: Any) -> TrialSpec:
-    """Adam at a good LR to a modest target: reaches it in about a second."""
+    """Adam at a good LR to a modest target: reaches it in about one epoch."""
     return spec(**changes)
 
 
-def out_of_budget(budget_s: float = 1.5, **changes: Any) -> TrialSpec:
-    """Plain GD at 1e-6: makes no progress, so the time budget runs out."""
-    return spec(optimizer="gd", lr=1e-6, budget_s=budget_s, **changes)
+def out_of_budget(**changes: Any) -> TrialSpec:
+    """Plain GD at 1e-6: makes no progress, so it ends as ``budget`` when its epochs
+    run out (two unless changed; a test of the clock gives a short ``budget_s``)."""
+    return spec(**{"optimizer": "gd", "lr": 1e-6, "max_epochs": 2, **changes})
 
 
 def diverging(**changes: Any) -> TrialSpec:
@@ -137,3 +134,45 @@ def commit_night(
         "env": json.dumps(env),
     }
     history.append(f"{started:%Y-%m-%d}", run_id, trials, night, {"name": "test"})
+
+
+# A synthetic night's cells, shared by the nightly tests: two optimizers, a low, a
+# good and a high LR each.
+CELLS: Cells = {
+    ("adam", 1e-5): ("budget", 0.0, 200),
+    ("adam", 0.01): ("reached", 2.0, 80),
+    ("adam", 0.03): ("reached", 1.5, 60),
+    ("adam", 100.0): ("diverged", 0.0, 3),
+    ("gd", 1e-5): ("budget", 0.0, 200),
+    ("gd", 0.1): ("reached", 4.0, 160),
+    ("gd", 0.3): ("reached", 3.0, 120),
+    ("gd", 100.0): ("diverged", 0.0, 3),
+}
+REACHED = [key for key, (status, _, _) in CELLS.items() if status == "reached"]
+
+
+def scaled(cells: Cells, factors: dict[tuple[str, float], float]) -> Cells:
+    """``cells`` with each reached cell's time multiplied by ``factors[key]`` (default 1)."""
+    return {
+        key: (s, t * factors.get(key, 1.0), n) if s == "reached" else (s, t, n)
+        for key, (s, t, n) in cells.items()
+    }
+
+
+def history_of(tmp_path: Any, nights: list[Cells], **common: Any) -> Any:
+    """A history under ``tmp_path / "history"`` with one committed night per entry of
+    ``nights``, a day apart."""
+    from harness.history import History
+
+    history = History(str(tmp_path / "history"))
+    for day, cells in enumerate(nights, 1):
+        commit_night(history, f"run{day:02d}", cells, day=day, **common)
+    return history
+
+
+def quiet(n: int = 5) -> list[Cells]:
+    """n nights with a few percent of timing noise, a different draw per cell."""
+    return [
+        scaled(CELLS, {key: 1 + 0.03 * ((night + i) % 3 - 1) for i, key in enumerate(REACHED)})
+        for night in range(n)
+    ]

@@ -5,47 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.nightly import Rules, judge
-from harness.errors import LrbenchError, StoreError
-from harness.store import History
-from tests.helpers import commit_night
-
-# A small grid: two optimizers, a low, a good and a high LR each.
-CELLS = {
-    ("adam", 1e-5): ("budget", 0.0, 200),
-    ("adam", 0.01): ("reached", 2.0, 80),
-    ("adam", 0.03): ("reached", 1.5, 60),
-    ("adam", 100.0): ("diverged", 0.0, 3),
-    ("gd", 1e-5): ("budget", 0.0, 200),
-    ("gd", 0.1): ("reached", 4.0, 160),
-    ("gd", 0.3): ("reached", 3.0, 120),
-    ("gd", 100.0): ("diverged", 0.0, 3),
-}
-REACHED = [key for key, (status, _, _) in CELLS.items() if status == "reached"]
-
-
-def scaled(cells, factors):
-    """``cells`` with each reached cell's time multiplied by ``factors[key]`` (default 1)."""
-    return {
-        key: (s, t * factors.get(key, 1.0), n) if s == "reached" else (s, t, n)
-        for key, (s, t, n) in cells.items()
-    }
-
-
-def history_of(tmp_path, nights, **common):
-    """A history with one committed night per entry of ``nights``, a day apart."""
-    history = History(str(tmp_path / "history"))
-    for day, cells in enumerate(nights, 1):
-        commit_night(history, f"run{day:02d}", cells, day=day, **common)
-    return history
-
-
-def quiet(n=5):
-    """n nights with a few percent of timing noise, a different draw per cell."""
-    return [
-        scaled(CELLS, {key: 1 + 0.03 * ((night + i) % 3 - 1) for i, key in enumerate(REACHED)})
-        for night in range(n)
-    ]
+from analysis.nightly import Night, judge
+from analysis.nightly_compare import FINDING_COLUMNS
+from analysis.nightly_noise import Rules
+from harness.errors import LrbenchError, ParamError, StoreError
+from harness.history import History
+from tests.helpers import CELLS, REACHED, commit_night, history_of, quiet, scaled
 
 
 def test_a_clean_night_has_no_regression(tmp_path):
@@ -182,12 +147,39 @@ def test_a_night_is_never_rewritten_and_bad_requests_are_one_line(tmp_path):
     history = history_of(tmp_path, quiet(1))
     with pytest.raises(StoreError, match="already committed"):
         commit_night(history, "run01", CELLS, day=1)
-    with pytest.raises(LrbenchError, match="--run: nope is not in the history"):
+    with pytest.raises(ParamError, match="run_id: nope is not in the history") as bad_run:
         judge(history.read(), run_id="nope")
+    assert bad_run.value.field == "run_id"
     with pytest.raises(LrbenchError, match="holds no nights yet"):
         judge(History(str(tmp_path / "empty")).read())
-    with pytest.raises(LrbenchError, match="--baseline-nights: 0"):
-        Rules(baseline_nights=0).check()
+
+
+@pytest.mark.parametrize(
+    ("rules", "field", "problem"),
+    [
+        (Rules(baseline_nights=0), "baseline_nights", "0 is not >= 1"),
+        (Rules(k=-1.0), "k", "-1.0 is not >= 0"),
+        (Rules(floor_seconds=float("nan")), "floor_seconds", "nan is not >= 0"),
+        (Rules(min_success=0.0), "min_success", "0.0 is outside (0, 1]"),
+    ],
+)
+def test_rules_out_of_range_name_the_field_not_a_cli_flag(rules, field, problem):
+    with pytest.raises(ParamError) as bad:
+        rules.check()
+    assert (bad.value.field, bad.value.problem) == (field, problem)
+    assert str(bad.value) == f"{field}: {problem}"
+    Rules().check()  # the defaults are in range
+
+
+def test_the_night_and_the_findings_are_typed_records(tmp_path):
+    tonight = scaled(CELLS, {("gd", 0.1): 1.5})
+    verdict = judge(history_of(tmp_path, [*quiet(2), tonight]).read())
+    night = verdict.night
+    assert isinstance(night, Night) and night.run_id == "run03" and night.complete
+    assert night.counts() == {"reached": 4, "budget": 2, "diverged": 2, "error": 0}
+    assert list(verdict.nights["run_id"]) == ["run01", "run02", "run03"]
+    assert list(verdict.findings.columns) == FINDING_COLUMNS
+    assert FINDING_COLUMNS[:4] == ["kind", "verdict", "series", "lr"]
 
 
 def test_a_sub_second_cell_must_also_move_by_more_than_floor_seconds(tmp_path):

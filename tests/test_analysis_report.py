@@ -1,4 +1,5 @@
-"""The report and the notebook on a real tiny sweep's Parquet files."""
+"""The report and the notebook on a real tiny sweep's Parquet files (slow), and the
+report on hand-made sweeps where nothing, or little, can be drawn (fast)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-
-pytestmark = pytest.mark.slow
+from harness.records import TrialStatus
+from harness.store import Store
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "analysis" / "analysis.ipynb"
@@ -56,6 +58,7 @@ def expected_per_optimizer(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+@pytest.mark.slow
 def test_report_on_a_real_sweep(real_sweep, tmp_path):
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["report", str(real_sweep), "--out", str(out)])
@@ -100,6 +103,7 @@ def test_report_on_a_real_sweep(real_sweep, tmp_path):
         assert (out / "tables" / f"{name}.md").read_text().startswith("|")
 
 
+@pytest.mark.slow
 def test_report_needs_neither_ray_nor_tensorflow(real_sweep, tmp_path):
     code = (
         "import sys\n"
@@ -113,6 +117,7 @@ def test_report_needs_neither_ray_nor_tensorflow(real_sweep, tmp_path):
     assert (tmp_path / "index.html").exists()
 
 
+@pytest.mark.slow
 def test_committed_notebook_is_parameterized_and_has_no_outputs():
     nb = json.loads(NOTEBOOK.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -120,6 +125,7 @@ def test_committed_notebook_is_parameterized_and_has_no_outputs():
     assert all(not c["outputs"] and c["execution_count"] is None for c in code)
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_under_papermill(real_sweep, tmp_path):
     import papermill
 
@@ -141,6 +147,7 @@ def test_notebook_runs_top_to_bottom_under_papermill(real_sweep, tmp_path):
     assert (tmp_path / "report" / "index.html").exists()
 
 
+@pytest.mark.slow
 def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
     """LRs from the real sweep, three widths, real training; the report fits them."""
     from harness.grid import load_grid
@@ -155,7 +162,8 @@ def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
         lr = {{ best = "{real_sweep}" }}
         [stop]
         target = 0.8
-        budget_s = 4
+        budget_s = 3600
+        max_epochs = 8
         """
     )
     grid = load_grid(path)
@@ -184,3 +192,77 @@ def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
     step = fits[(fits.measure == "step_time_s") & (fits["size"] == "width")]
     assert (step.n_points == 3).all() and step.slope.notna().all()
     assert "Width scaling" in (report / "index.html").read_text()
+
+
+NO_TIMES = "No trial reached the target"
+ONE_LR = "Each optimizer ran at a single learning rate"
+# Hand-made sweeps (no training): (status, optimizer, lr) per trial, the note that
+# index.html must show (or None), and the figures the report must draw.
+EDGE_CASES = {
+    "no trial reached": (
+        [
+            (TrialStatus.BUDGET, "adam", 1e-4),
+            (TrialStatus.BUDGET, "adam", 1e-3),
+            (TrialStatus.DIVERGED, "adam", 10.0),
+            (TrialStatus.BUDGET, "gd", 1e-4),
+            (TrialStatus.DIVERGED, "gd", 10.0),
+        ],
+        NO_TIMES + " (3 ran out of budget, 2 diverged), so there are no times to target to plot",
+        ("valley", "success_map"),
+    ),
+    "every trial diverged": (
+        [
+            (TrialStatus.DIVERGED, "adam", 1.0),
+            (TrialStatus.DIVERGED, "adam", 10.0),
+            (TrialStatus.DIVERGED, "gd", 10.0),
+        ],
+        NO_TIMES + " (3 diverged)",
+        ("valley", "success_map"),
+    ),
+    "a single LR": (
+        [(TrialStatus.REACHED, "adam", 0.01), (TrialStatus.BUDGET, "gd", 0.01)],
+        ONE_LR,
+        (),
+    ),
+    "a single LR that nothing reached": (
+        [(TrialStatus.BUDGET, "adam", 0.01)],
+        NO_TIMES,
+        (),
+    ),
+    "a single optimizer": (
+        [
+            (TrialStatus.REACHED, "adam", 0.01),
+            (TrialStatus.REACHED, "adam", 0.1),
+            (TrialStatus.DIVERGED, "adam", 10.0),
+        ],
+        None,
+        ("valley", "envelope", "best_curves", "success_map"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_report_draws_what_it_can_and_says_what_it_left_out(case, tmp_path):
+    rows, note, figures = EDGE_CASES[case]
+    out = tmp_path / "hand"
+    store = Store(str(out), grid_json={"name": "test"})
+    for status, optimizer, lr in rows:
+        store.write_trial(helpers.outcome(status, optimizer=optimizer, lr=lr))
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    page = (report / "index.html").read_text()
+    if note is None:
+        assert "class='note'" not in page
+    else:
+        assert note in page
+    drawn = {p.stem for p in (report / "figures").glob("*.png")}
+    assert drawn == set(figures)
+    for name in figures:
+        assert f"figures/{name}.png" in page
+    cells = pd.read_csv(report / "tables" / "cells.csv")
+    assert cells["n"].sum() == len(rows)
+    if note is not None and note.startswith(NO_TIMES):
+        assert cells["time_median_s"].isna().all()
+        best = pd.read_csv(report / "tables" / "optimizers.csv")["best_lr"]
+        assert best.isna().all()

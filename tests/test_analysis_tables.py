@@ -7,6 +7,8 @@ import math
 import pandas as pd
 import pytest
 
+from analysis import cells as C
+from analysis import labels as L
 from analysis import tables as T
 
 
@@ -82,7 +84,7 @@ def by_series(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_band_edges_width_and_holes():
-    b = by_series(T.band(VALLEYS))
+    b = by_series(C.band(VALLEYS))
     assert b.loc["adam", "lr_low"] == 1e-3 and b.loc["adam", "lr_high"] == 1e-1
     assert b.loc["adam", "decades"] == pytest.approx(2.0)
     assert b.loc["adam", "holes"] == 1 and b.loc["adam", "n_success_lrs"] == 2
@@ -91,21 +93,21 @@ def test_band_edges_width_and_holes():
 
 
 def test_no_success_gives_nan_band_and_best_not_an_error():
-    b = by_series(T.band(VALLEYS))
+    b = by_series(C.band(VALLEYS))
     assert math.isnan(b.loc["rmsprop", "lr_low"]) and math.isnan(b.loc["rmsprop", "decades"])
     assert b.loc["rmsprop", "n_success_lrs"] == 0
-    best = by_series(T.best_lr(VALLEYS))
+    best = by_series(C.best_lr(VALLEYS))
     assert math.isnan(best.loc["rmsprop", "best_lr"])
     nothing = VALLEYS[VALLEYS.optimizer == "rmsprop"]
     assert math.isnan(T.union_band(nothing).iloc[0]["lr_low"])
-    assert (T.envelope(nothing)["n_reached"] == 0).all()
-    assert T.best_curves(nothing, pd.DataFrame(columns=["trial_id", "step"])).empty
+    assert (C.envelope(nothing)["n_reached"] == 0).all()
+    assert C.best_curves(nothing, pd.DataFrame(columns=["trial_id", "step"])).empty
     table = T.optimizer_table(nothing).iloc[0]
     assert table["reached"] == 0 and table["diverged"] == 2 and table["error"] == 1
 
 
 def test_best_lr_is_fastest_and_ties_go_to_fewer_steps_then_lower_lr():
-    best = by_series(T.best_lr(VALLEYS))
+    best = by_series(C.best_lr(VALLEYS))
     assert best.loc["adam", "best_lr"] == 1e-1 and best.loc["adam", "best_time_s"] == 1.0
     assert best.loc["adam", "best_steps"] == 100
     tie = trials(
@@ -115,17 +117,17 @@ def test_best_lr_is_fastest_and_ties_go_to_fewer_steps_then_lower_lr():
             ("adam", 0.001, "reached", 1.0, 90),
         ]
     )
-    assert T.best_lr(tie).iloc[0]["best_lr"] == 0.001
-    assert T.best_lr(tie[tie.lr > 0.005]).iloc[0]["best_lr"] == 0.01
+    assert C.best_lr(tie).iloc[0]["best_lr"] == 0.001
+    assert C.best_lr(tie[tie.lr > 0.005]).iloc[0]["best_lr"] == 0.01
 
 
 def test_envelope_names_fastest_and_slowest_per_lr():
-    env = T.envelope(VALLEYS).set_index("lr")
+    env = C.envelope(VALLEYS).set_index("lr")
     assert env.loc[1.0, "fastest"] == "gd" and env.loc[1.0, "slowest"] == "gd"
     assert env.loc[1e-1, "fastest"] == "adam" and env.loc[1e-1, "fastest_time_s"] == 1.0
     assert env.loc[1e-2, "n_reached"] == 0 and env.loc[1e-2, "fastest"] == ""
     two = trials([("adam", 0.1, "reached", 1.0, 100), ("gd", 0.1, "reached", 3.0, 250)])
-    row = T.envelope(two).iloc[0]
+    row = C.envelope(two).iloc[0]
     assert (row["fastest"], row["slowest"], row["slowest_time_s"]) == ("adam", "gd", 3.0)
 
 
@@ -157,7 +159,7 @@ def test_repeats_median_spread_and_success_rate_per_cell():
             ("adam", 1.0, "diverged", None, None, 2),
         ]
     )
-    c = T.cells(rep).set_index("lr")
+    c = C.cells(rep).set_index("lr")
     assert c.loc[0.1, "n"] == 3 and c.loc[0.1, "success_rate"] == pytest.approx(2 / 3)
     assert c.loc[0.1, "outcome"] == "reached" and c.loc[0.1, "time_median_s"] == 2.0
     assert (c.loc[0.1, "time_min_s"], c.loc[0.1, "time_max_s"]) == (1.0, 3.0)
@@ -166,12 +168,12 @@ def test_repeats_median_spread_and_success_rate_per_cell():
     assert c.loc[1.0, "outcome"] == "diverged" and c.loc[1.0, "success_rate"] == pytest.approx(
         1 / 3
     )
-    assert T.best_lr(rep).iloc[0]["best_lr"] == 0.1  # 1.0's single fast seed is a minority
-    assert T.best_lr(rep, min_success=0.3).iloc[0]["best_lr"] == 1.0
+    assert C.best_lr(rep).iloc[0]["best_lr"] == 0.1  # 1.0's single fast seed is a minority
+    assert C.best_lr(rep, min_success=0.3).iloc[0]["best_lr"] == 1.0
 
 
 def test_missed_trials_are_drawn_at_budget_and_step_ceiling():
-    v = T.with_plot_values(VALLEYS).set_index(["optimizer", "lr"])
+    v = C.with_plot_values(VALLEYS).set_index(["optimizer", "lr"])
     assert v.loc[("adam", 1e-4), "plot_time_s"] == 10.0
     assert v.loc[("adam", 1.0), "plot_time_s"] == 10.0  # diverged: at the budget too
     assert v.loc[("adam", 1e-4), "plot_steps"] == 500  # the most steps any trial took
@@ -183,13 +185,13 @@ def test_a_varying_axis_splits_series_and_sources_stay_apart():
     a = trials([("adam", 0.1, "reached", 1.0, 100), ("gd", 0.1, "budget", None, None)])
     b = trials([("adam", 0.1, "reached", 2.0, 100)], loss="mse")
     mixed = pd.concat([a, b.assign(trial_id="m0")], ignore_index=True)
-    labelled = T.label_series(mixed)
+    labelled = L.label_series(mixed)
     assert set(labelled["series"]) == {"adam (loss=crossentropy)", "adam (loss=mse)", "gd"}
     momentum = trials(
         [("momentum", 0.1, "reached", 1.0, 100), ("momentum", 0.1, "reached", 2.0, 100)]
     )
     momentum["optimizer_kwargs"] = ['{"momentum": 0.5}', '{"momentum": 0.9}']
-    assert set(T.label_series(momentum)["series"]) == {
+    assert set(L.label_series(momentum)["series"]) == {
         "momentum (momentum=0.5)",
         "momentum (momentum=0.9)",
     }

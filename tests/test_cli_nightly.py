@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from analysis.nightly import judge
 from harness.cli import app
-from harness.store import History
-from tests.helpers import commit_night
-from tests.test_analysis_nightly import CELLS, history_of, quiet, scaled
+from harness.history import History
+from tests.helpers import CELLS, commit_night, history_of, quiet, scaled
 
 runner = CliRunner()
 
-# Cells far from their band's edges, so every night has the same outcomes.
+# Cells far from their band's edges, so every night has the same outcomes. Epochs end
+# the trials, not the clock: on these 1,000 images (10 steps an epoch) adam at 0.01
+# reaches 0.8 in about 6 epochs; gd at 0.01 is near 0.3 after 30.
 TINY = """
 name = "tiny-nightly"
 datasets = [{ name = "mnist5k", train_size = 1000 }]
@@ -26,7 +27,8 @@ optimizers = ["adam", "gd"]
 lr = [1e-5, 0.01, 100.0]
 [stop]
 target = 0.8
-budget_s = 2
+budget_s = 3600
+max_epochs = 20
 """
 
 
@@ -66,7 +68,7 @@ def test_two_real_nights_then_a_resumed_one(write_grid, tmp_path):
     assert len(env["data"]["mnist5k"]) == 16
 
     verdict = judge(history)
-    assert verdict.night["run_id"] == runs[1] and verdict.baseline == [runs[0]]
+    assert verdict.night.run_id == runs[1] and verdict.baseline == [runs[0]]
     first_night = history[history["run_id"] == runs[0]].set_index(["optimizer", "lr"])
     adam = verdict.cells.set_index(["optimizer", "lr"]).loc[("adam", 0.01)]
     assert adam["outcome_base"] == adam["outcome"] == "reached"
@@ -103,7 +105,7 @@ def test_two_real_nights_then_a_resumed_one(write_grid, tmp_path):
 def test_compare_only_exits_1_on_a_regression_and_0_when_clean(tmp_path):
     history = history_of(tmp_path, [*quiet(3), scaled(CELLS, {("gd", 0.1): 2.0})])
     summary = tmp_path / "summary.md"
-    base = ["nightly", "--history", history.root, "--compare-only"]
+    base = ["nightly", "--history", history.out, "--compare-only"]
     result = runner.invoke(app, [*base, "--summary", str(summary)])
     assert result.exit_code == 1, result.output
     assert "REGRESSION: 1 regression" in result.output
@@ -134,10 +136,10 @@ def test_bad_nightly_requests_are_one_line(tmp_path, write_grid):
     commit_night(history, "run02", CELLS, day=2)
     bad = tmp_path / "history" / "nights" / "date=2026-11-02" / "run02.parquet"
     bad.write_bytes(b"not parquet at all")
-    result = runner.invoke(app, ["nightly", "--history", history.root, "--compare-only"])
+    result = runner.invoke(app, ["nightly", "--history", history.out, "--compare-only"])
     assert f"{bad}: corrupt or unreadable Parquet file" in error_line(result)
     # a corrupt history is refused before tonight's sweep starts
-    result = runner.invoke(app, ["nightly", str(grid), "--history", history.root])
+    result = runner.invoke(app, ["nightly", str(grid), "--history", history.out])
     assert f"{bad}: corrupt or unreadable Parquet file" in error_line(result)
     assert not (tmp_path / "history" / "runs").exists()
 

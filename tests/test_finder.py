@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from typer.testing import CliRunner
 
 from analysis import finder as F
 from harness.cli import app
-from harness.finder import FinderParams, FinderSpec, lr_range_test, run_finder
+from harness.finder import lr_range_test, run_finder
+from harness.specs import FinderParams, FinderSpec
 from harness.store import Store
 from tests import helpers
 
@@ -22,8 +24,7 @@ PARAMS = FinderParams(start_lr=1e-5, end_lr=100.0, num_steps=150)
 
 def adam_spec(**changes) -> FinderSpec:
     """The setup of ``helpers.BASE`` (tiny_cnn, adam, mnist5k) as a range test."""
-    shared = {k: v for k, v in helpers.BASE.items() if k in FinderSpec.__dataclass_fields__}
-    return FinderSpec(**{**shared, "params": PARAMS, **changes})
+    return FinderSpec(**{**asdict(helpers.BASE.setup()), "params": PARAMS, **changes})
 
 
 def test_curve_descends_then_diverges_and_suggestions_lie_in_the_range(mnist5k):
@@ -75,7 +76,8 @@ optimizers = ["gd", "adam"]
 lr = [0.01, 0.1]
 [stop]
 target = 0.8
-budget_s = 2
+budget_s = 3600
+max_epochs = 5
 """
 
 

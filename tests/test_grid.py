@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from harness.errors import GridError
-from harness.grid import load_grid, log_spaced, parse_grid, plan
+from harness.grid import load_grid, log_spaced, parse_grid
+from harness.plan import plan
 
 BASE = {
     "datasets": ["mnist5k"],
@@ -46,8 +45,9 @@ def test_trial_ids_are_stable_and_ignore_the_sweep_name():
     # a known id pins the hash across machines and versions
     first = a[0]
     assert (first.optimizer, first.lr, first.width, first.seed) == ("gd", 1e-6, 1.0, 0)
-    assert first.trial_id == grid().expand()[0].trial_id
-    assert len(first.trial_id) == 16
+    # Stored results are matched to their trials by this id: a change here means every
+    # existing results directory (and nightly history) re-runs instead of resuming.
+    assert first.trial_id == "e5e6334eacc5a593"
 
 
 def test_digest_ignores_resources_but_not_axes():
@@ -171,6 +171,5 @@ def test_loading_a_grid_imports_neither_tensorflow_nor_ray():
         "heavy = [m for m in ('tensorflow', 'keras', 'ray', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    assert time.perf_counter() - start < 5  # generous: a cold interpreter on a busy machine
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

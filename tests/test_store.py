@@ -8,7 +8,8 @@ import pytest
 from harness.errors import StoreError
 from harness.grid import parse_grid
 from harness.records import TrialStatus
-from harness.store import Store, curves_schema, read_grid_metadata, trials_schema
+from harness.schemas import SCHEMA_METADATA_KEY, curves_schema, trials_schema
+from harness.store import Store, read_grid_metadata
 from tests import helpers
 
 
@@ -65,17 +66,15 @@ def test_manifest_refuses_another_grids_directory(tmp_path):
     a = parse_grid({**base, "name": "a"}, "a.toml")
     b = parse_grid({**base, "name": "b", "lr": [0.2]}, "b.toml")
     store = Store(str(tmp_path))
-    store.open_sweep(a.name, a.to_json(), a.digest, a.source, {"host": "h"})
-    store.open_sweep(a.name, a.to_json(), a.digest, a.source, {"host": "h"})  # a resume
+    store.open_sweep(a, {"host": "h"})
+    store.open_sweep(a, {"host": "h"})  # a resume
     assert len(store.read_manifest()["runs"]) == 2
     with pytest.raises(StoreError, match="holds results of grid 'a' .* not of b.toml"):
-        store.open_sweep(b.name, b.to_json(), b.digest, b.source, {})
+        store.open_sweep(b, {})
 
 
 def test_schema_1_files_read_with_later_columns_as_null(tmp_path):
     import pyarrow.parquet as pq
-
-    from harness.store import SCHEMA_METADATA_KEY
 
     store = Store(str(tmp_path))
     store.write_trial(helpers.outcome())
@@ -94,8 +93,6 @@ def test_schema_1_files_read_with_later_columns_as_null(tmp_path):
 
 def test_schema_2_files_read_as_constant_schedule(tmp_path):
     import pyarrow.parquet as pq
-
-    from harness.store import SCHEMA_METADATA_KEY
 
     store = Store(str(tmp_path))
     store.write_trial(helpers.outcome())

@@ -11,10 +11,12 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import StoreError
+from harness.history import History
+from harness.location import child
 from harness.records import TrialStatus
-from harness.store import History, Store, child
+from harness.store import Store
 from tests import helpers
-from tests.helpers import commit_night
+from tests.helpers import CELLS, commit_night
 
 runner = CliRunner()
 CREDENTIALS = {
@@ -81,17 +83,15 @@ def test_the_store_round_trips_on_s3_and_names_a_corrupt_object(s3):
 
 
 def test_a_nightly_history_on_s3(s3):
-    from tests.test_analysis_nightly import CELLS
-
     history = History(s3("history"))
     for day in (1, 2):
         commit_night(history, f"run{day:02d}", CELLS, day=day)
     assert history.committed() == {"run01", "run02"}
     assert set(history.read()["date"]) == {"2026-11-01", "2026-11-02"}
-    result = runner.invoke(app, ["nightly", "--history", history.root, "--compare-only"])
+    result = runner.invoke(app, ["nightly", "--history", history.out, "--compare-only"])
     assert result.exit_code == 0, result.output
     assert ": clean" in result.output
-    assert history.base.has("report/index.html")
+    assert history.has("report/index.html")
 
 
 @pytest.mark.slow
@@ -105,7 +105,8 @@ def test_a_sweep_to_s3_resumes_and_reports(s3, write_grid, tmp_path):
         lr = [0.01, 100.0]
         [stop]
         target = 0.8
-        budget_s = 2
+        budget_s = 3600
+        max_epochs = 20
         """
     )
     uri = s3("sweep")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.records import TrialStatus
-from harness.trial import default_check_every, run_trial
+from harness.tracker import default_check_every
+from harness.trial import run_trial
 from tests import helpers
 
 pytestmark = pytest.mark.slow
@@ -35,15 +36,22 @@ def test_reaches_target_and_records_time_steps_epochs_examples(mnist5k):
 
 
 def test_runs_out_of_budget_within_one_check(mnist5k):
-    r = run_trial(helpers.out_of_budget(budget_s=1.5), mnist5k).record
+    # the clock's stop: a hopeless trial, a short time budget and epochs to spare
+    out = run_trial(helpers.out_of_budget(budget_s=1.5, max_epochs=10_000), mnist5k)
+    r = out.record
     assert r.status is TrialStatus.BUDGET
     assert r.time_to_target_s is None and r.steps_to_target is None
-    assert 1.5 <= r.train_s < 2.5
+    assert r.epochs < r.max_epochs  # the clock stopped it, not the epochs
+    # it stopped at the first check past the budget: the check before was still
+    # inside it, at most one check interval (4 steps here) earlier
+    before, last = out.curve[-2], out.curve[-1]
+    assert before.elapsed_s < 1.5 <= last.elapsed_s == r.train_s
+    assert 0 < last.step - before.step <= default_check_every(40)
     assert r.final_train_acc < 0.5
 
 
 def test_max_epochs_is_a_budget_stop(mnist5k):
-    out = run_trial(helpers.out_of_budget(budget_s=60, max_epochs=2, train_size=500), mnist5k)
+    out = run_trial(helpers.out_of_budget(max_epochs=2, train_size=500), mnist5k)
     assert out.record.status is TrialStatus.BUDGET
     assert out.record.epochs == pytest.approx(2.0)
     # validation at each epoch end (the stop here is the second epoch's end)
@@ -55,7 +63,6 @@ def test_diverges_and_stops_at_the_first_check(mnist5k):
     r = out.record
     assert r.status is TrialStatus.DIVERGED
     assert r.steps <= 3  # stopped at once, not at the end of the budget
-    assert r.train_s < 1.0
     last = out.curve[-1].train_loss
     assert not math.isfinite(last) or last > 5 * out.curve[0].train_loss
 
@@ -78,7 +85,7 @@ def test_running_accuracy_is_cumulative_since_step_zero(mnist5k):
             target_acc=1.0,
             target_metric="running",
             max_epochs=4,
-            budget_s=60,
+            budget_s=3600,
         ),
         mnist5k,
     )

@@ -1,0 +1,169 @@
+"""The report's ``index.html``: every table and figure of one report on one
+page, with plain notes on what the report left out and why."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.load import Results
+
+FIGURES = {
+    "valley": "Valley: time and steps to target against learning rate",
+    "valley_schedule": "Valley per LR schedule: time and steps to target against the base LR",
+    "envelope": "Envelope: fastest and slowest optimizer at each learning rate",
+    "best_curves": "Accuracy curves of each optimizer at its best learning rate",
+    "success_map": "Success map: outcome of every optimizer and learning rate",
+    "success_rate": "Repeats: success rate per cell across seeds",
+    "compare": "Comparison across results directories",
+    "scaling": "Width scaling: time, steps and seconds per step to target against model size",
+    "finder": "LR range test: smoothed loss against LR, each rule's suggestion, the grid's band",
+}
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
+th { background: #f3f3f3; }
+figure { margin: 1.5em 0; }
+img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+.note { color: #555; font-style: italic; }
+"""
+
+
+def page(
+    results: Results,
+    shown: dict[str, pd.DataFrame],
+    figures: list[str],
+    built: dict[str, pd.DataFrame],
+    min_success: float,
+    notes: list[str] | None = None,
+) -> str:
+    """The report's ``index.html``: the sweeps, each table that ``shown`` holds,
+    the ``figures`` (names of ``FIGURES``) and the ``notes``, as one page."""
+    from harness import __version__
+
+    def table(name: str) -> str:
+        return shown[name].to_html(index=False, border=0, na_rep="", escape=True)
+
+    def links(name: str) -> str:
+        return (
+            f'<p><a href="tables/{name}.csv">{name}.csv</a> · '
+            f'<a href="tables/{name}.md">{name}.md</a></p>'
+        )
+
+    sources = ", ".join(
+        f"<code>{html.escape(label)}</code> ({html.escape(path)})"
+        for label, path in results.paths.items()
+    )
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>lrbench report</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>lrbench report</h1>",
+        f"<p>Results: {sources}.</p>",
+        "<h2>Sweeps</h2>",
+        table("summary"),
+        links("summary"),
+    ]
+    if "optimizers" in shown:
+        parts += [
+            "<h2>Per optimizer</h2>",
+            "<p>The band runs from the lowest to the highest learning rate that reached the "
+            f"target (in at least {min_success:.0%} of a cell's finished trials); holes are "
+            "failing learning rates inside it. The best LR has the fastest median time to "
+            "target. Wasted time is the wall time of trials that missed the target.</p>",
+            table("optimizers"),
+            links("optimizers"),
+            "<h2>Union band</h2>",
+            "<p>Learning rates where at least one optimizer reaches the target.</p>",
+            table("union_band"),
+            links("union_band"),
+        ]
+    if "scaling" in shown:
+        parts += [
+            "<h2>Width scaling</h2>",
+            "<p>Per optimizer and LR, over the widths that reached the target: the "
+            "least-squares slope of time to target against the width multiplier with its "
+            "R², and the exponents of log-log fits against the weight count (1 = linear "
+            "growth). Time = steps x seconds per step, so the steps and step-time exponents "
+            "split slower steps from more steps.</p>",
+            table("scaling"),
+            '<p><a href="tables/scaling_fits.csv">scaling_fits.csv</a> · '
+            '<a href="tables/scaling_points.csv">scaling_points.csv</a> · '
+            '<a href="tables/scaling.md">scaling.md</a></p>',
+        ]
+    if "shifts" in shown:
+        parts += [
+            "<h2>How the valley moves</h2>",
+            "<p>Where an optimizer ran several setups (loss, output activation, LR "
+            "schedule, ...), each against its reference: the setup closest to "
+            "cross-entropy, a softmax output and a constant LR. Shifts are in decades "
+            "of learning rate: <code>log10(best LR / reference best LR)</code>, and the "
+            "change of the band's width. The initial loss (median at the first check) "
+            "shows each setup's loss scale.</p>",
+            table("shifts"),
+            links("shifts"),
+        ]
+    if "finder" in shown:
+        parts += [
+            "<h2>LR range test</h2>",
+            "<p>One short run per optimizer with the LR rising exponentially (Smith 2017). "
+            "<em>steepest</em>: where the smoothed loss falls fastest against log LR; "
+            "<em>min/10</em>: a tenth of the LR at the lowest smoothed loss; <em>valley</em>: "
+            "the middle of the longest descending stretch. Each is set against the grid "
+            "sweep of the same setup: its success band and best LR, and the distance "
+            "<code>log10(suggested / best)</code> in decades.</p>",
+            table("finder_rules"),
+            table("finder"),
+            links("finder"),
+        ]
+    if "devices" in shown:
+        mixed = len(built["mixed_cells"])
+        parts += [
+            "<h2>Devices</h2>",
+            "<p><strong>These trials ran on more than one device.</strong> Time to target "
+            "depends on the device and steps to target do not: compare steps across "
+            f"devices. {mixed} cell{'' if mixed == 1 else 's'} (optimizer and LR) pooled "
+            "trials from different devices, so their median times mix hardware "
+            '(<a href="tables/mixed_cells.csv">mixed_cells.csv</a>). Per device: its Ray '
+            "nodes, its median seconds per training step and the ratio to the fastest "
+            "device.</p>",
+            table("devices"),
+            links("devices"),
+        ]
+    if "compare" in shown:
+        parts += [
+            "<h2>Comparison</h2>",
+            "<p>Each optimizer's best LR in every results directory; ratios are to the "
+            "first directory. <em>Differs from first</em> names what is not like for like: "
+            "times from another device differ by hardware, not by optimizer (compare steps "
+            "across devices), and a different target, budget or model changes both.</p>",
+            table("compare"),
+            links("compare"),
+        ]
+    parts.append("<h2>Figures</h2>")
+    parts += [f"<p class='note'>{html.escape(note)}</p>" for note in notes or []]
+    for name in figures:
+        parts.append(
+            f'<figure><a href="figures/{name}.svg"><img src="figures/{name}.png" '
+            f'alt="{html.escape(FIGURES[name])}"></a>'
+            f"<figcaption>{html.escape(FIGURES[name])} "
+            f'(<a href="figures/{name}.svg">SVG</a>)</figcaption></figure>'
+        )
+    parts.append(
+        "<h2>All tables</h2><p>"
+        + " · ".join(f'<a href="tables/{n}.csv">{n}.csv</a>' for n in built)
+        + "</p>"
+    )
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    parts.append(f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>")
+    return "\n".join(parts) + "\n"

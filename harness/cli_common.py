@@ -1,0 +1,85 @@
+"""What every ``lrbench`` command shares: one-line errors, exit codes, notes,
+and the console tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from harness.errors import FatalError, LrbenchError, ParamError
+
+if TYPE_CHECKING:
+    from harness.specs import GridSpec
+
+GridArg = Annotated[Path, typer.Argument(help="Grid file (TOML).", show_default=False)]
+
+# the option that sets each parameter a library check names (``ParamError.field``)
+OPTIONS = {
+    "start_lr": "--start",
+    "end_lr": "--end",
+    "num_steps": "--steps",
+    "optimizers": "--optimizer",
+    "run_id": "--run",
+}
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` and return the exit to raise (2: bad input)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def failed(exc: LrbenchError) -> typer.Exit:
+    """Exit 1 for a sweep that could not go on, 2 for bad input; a parameter's
+    error names its command-line option."""
+    if isinstance(exc, FatalError):
+        return fail(str(exc), code=1)
+    if isinstance(exc, ParamError):
+        option = OPTIONS.get(exc.field, "--" + exc.field.replace("_", "-"))
+        return fail(f"{option}: {exc.problem}")
+    return fail(str(exc))
+
+
+def interrupted(what: str, target: str) -> typer.Exit:
+    """Say where the finished work is kept after Ctrl-C; exit 130."""
+    typer.echo(
+        f"\ninterrupted: finished {what} are stored in {target}; run the same command to resume",
+        err=True,
+    )
+    return typer.Exit(130)
+
+
+def notes(spec: GridSpec) -> None:
+    """Print a note for each optimizer ``lr = { best = DIR }`` skipped."""
+    for skipped in spec.skipped:
+        typer.echo(f"note: skipped {skipped.text}", err=True)
+
+
+def print_tables(shown: dict) -> None:
+    """Print the formatted report tables (``analysis.display``) that are present."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 140))
+    for name, title in (
+        ("summary", "Sweeps"),
+        ("optimizers", "Per optimizer"),
+        ("union_band", "Union band: LRs where at least one optimizer succeeds"),
+        ("devices", "Devices: trials ran on several; compare steps, not times, across them"),
+        ("compare", "Comparison (ratios to the first results directory)"),
+        ("shifts", "How the valley moves: each setup against its optimizer's reference"),
+        ("finder", "LR range test: suggestions against the grid's measured band"),
+        ("finder_rules", "LR range test: how each suggestion rule did against the grid"),
+        ("scaling", "Width scaling: fits of time to target against size"),
+    ):
+        if name not in shown:
+            continue
+        frame = shown[name]
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in frame.columns:
+            table.add_column(str(column))
+        for row in frame.itertuples(index=False):
+            table.add_row(*(str(v) for v in row))
+        console.print(table)

@@ -1,0 +1,131 @@
+"""A nightly benchmark's history (see ``docs/nightly.md``)::
+
+    <root>/nights/date=YYYY-MM-DD/<run_id>.parquet   one row per trial of a run
+    <root>/runs/<run_id>/                            that run's results directory
+    <root>/report/                                   the latest judgement
+
+A run's trials go to its own results directory while it runs (so an
+interrupted night resumes), then into the history dataset in one atomic file:
+its commit. A committed file is never rewritten; a second run on the same date
+is another file in the same partition.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import StoreError
+from harness.location import Location, to_pandas, without
+from harness.schemas import history_schema
+from harness.store import metadata
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NIGHTS = "nights"
+RUNS = "runs"
+RUN_INFO = "nightly.json"
+_PARTITION_FILE = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$")
+
+
+class History(Location):
+    """A nightly history at a directory or URI."""
+
+    def run_out(self, run_id: str) -> str:
+        """The results directory of one run."""
+        return self.uri(RUNS, run_id)
+
+    def read(self) -> pd.DataFrame:
+        """Every committed row, with ``date`` from the partition folder. A file
+        that is corrupt, misplaced or of another schema is an error naming it."""
+        import pyarrow as pa
+
+        self.files()  # a stray or misplaced file is named before anything is read
+        table = self.read_dataset(
+            NIGHTS, history_schema(), partition=pa.schema([("date", pa.string())])
+        )
+        df = to_pandas(table)
+        df["schedule"] = df["schedule"].fillna("constant")
+        return df
+
+    def files(self) -> list[str]:
+        """Paths of the committed run files, each checked to sit in a
+        ``date=YYYY-MM-DD`` folder."""
+        from pyarrow import fs
+
+        found = []
+        for info in self.entries(NIGHTS, recursive=True):
+            name = posixpath.basename(info.path)
+            if info.type != fs.FileType.File or name.startswith((".", "_")):
+                continue
+            found.append(_check_partition_path(info.path))
+        return sorted(found)
+
+    def committed(self) -> set[str]:
+        """Run ids already in the history dataset."""
+        return {posixpath.basename(p).removesuffix(".parquet") for p in self.files()}
+
+    def append(
+        self,
+        date: str,
+        run_id: str,
+        trials: pd.DataFrame,
+        night: dict[str, Any],
+        grid_json: dict[str, Any],
+    ) -> str:
+        """Commit one run: its trial rows (``Store.read_trials()``) with the
+        night's columns (``history_schema`` less ``date``), as one new file."""
+        import pyarrow as pa
+
+        name = posixpath.join(NIGHTS, f"date={date}", f"{run_id}.parquet")
+        if self.has(name):
+            raise StoreError(f"{self.uri(name)}: already committed; nights are never rewritten")
+        schema = without(history_schema(), ["date"])
+        frame = trials.assign(run_id=run_id, **night)
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        self.write_parquet(name, table.replace_schema_metadata(metadata(grid_json)))
+        return self.path(name)
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        """Record a run's identity (id, date, start, grid) in its results directory."""
+        self.write_json(posixpath.join(RUNS, info["run_id"], RUN_INFO), info)
+
+    def _run_dirs(self) -> list[str]:
+        from pyarrow import fs
+
+        return sorted(
+            posixpath.basename(info.path)
+            for info in self.entries(RUNS)
+            if info.type == fs.FileType.Directory
+        )  # run ids start with their UTC start: sorted is oldest first
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The identities of runs started but not committed, oldest first."""
+        done = self.committed()
+        found = []
+        for run_id in self._run_dirs():
+            meta = posixpath.join(RUNS, run_id, RUN_INFO)
+            if run_id not in done and self.has(meta):
+                found.append(self.read_json(meta))
+        return sorted(found, key=lambda i: str(i.get("started_at")))
+
+    def prune_runs(self, keep: int) -> list[str]:
+        """Delete the results directories (curves, manifests) of all committed
+        runs but the newest ``keep``; their rows stay in the history. Returns the
+        ids of the runs pruned. Uncommitted runs are never touched."""
+        done = self.committed()
+        runs = [r for r in self._run_dirs() if r in done]
+        old = runs[: max(0, len(runs) - keep)]
+        for run_id in old:
+            self.delete_dir(posixpath.join(RUNS, run_id))
+        return old
+
+
+def _check_partition_path(path: str) -> str:
+    if not _PARTITION_FILE.search(path):
+        raise StoreError(
+            f"{path}: not where a history file belongs ({NIGHTS}/date=YYYY-MM-DD/<run_id>.parquet)"
+        )
+    return path

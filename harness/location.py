@@ -1,0 +1,187 @@
+"""A storage location: a local directory or a URI that pyarrow's filesystem
+layer understands (``s3://``, ``gs://``, with query options such as
+``?endpoint_override=...``), and the few operations the stores need on it.
+
+Writes are atomic (a hidden temporary name, renamed into place), so a reader
+never sees half a file. Dataset reads check each file's schema first and name
+the file that is corrupt. ``harness.store`` (a sweep's results) and
+``harness.history`` (a nightly history) build on this; nothing else in
+lrbench touches the filesystem of a store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import posixpath
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import StoreError, one_line
+from harness.schemas import check_schema
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+    import pyarrow as pa
+
+
+def child(out: str, *parts: str) -> str:
+    """A path or URI below ``out``; a URI's query (``?endpoint_override=...``) stays last."""
+    base, sep, query = out.partition("?") if "://" in out else (out, "", "")
+    return posixpath.join(base.rstrip("/"), *parts) + sep + query
+
+
+def filesystem(out: str) -> tuple[Any, str]:
+    """A pyarrow filesystem and the root path in it, for a local path or a URI."""
+    import os
+
+    from pyarrow import fs
+
+    if "://" in out:
+        try:
+            return fs.FileSystem.from_uri(out)
+        except Exception as exc:  # an unknown scheme, missing credentials ...
+            raise StoreError(f"{out}: cannot open results location ({exc})") from None
+    return fs.LocalFileSystem(), os.path.abspath(out)
+
+
+class Location:
+    """A directory or URI, with atomic writes and checked dataset reads."""
+
+    def __init__(self, out: str) -> None:
+        self.out = str(out)
+        self.fs, self.root = filesystem(self.out)
+
+    def path(self, *parts: str) -> str:
+        """The filesystem path of ``parts`` below the root."""
+        return posixpath.join(self.root, *parts)
+
+    def uri(self, *parts: str) -> str:
+        """``parts`` below the location, as the user gave it (for messages)."""
+        return child(self.out, *parts)
+
+    def exists(self, path: str) -> bool:
+        """True when the filesystem path exists (a file or a folder)."""
+        from pyarrow import fs
+
+        return self.fs.get_file_info(path).type != fs.FileType.NotFound
+
+    def has(self, name: str) -> bool:
+        """True when ``name`` (``manifest.json``, ``trials``, ...) exists here."""
+        return self.exists(self.path(name))
+
+    def atomic_write(self, path: str, write: Callable[[Any], Any]) -> None:
+        """Write the file at ``path`` with ``write(sink)`` under a hidden temporary
+        name, then rename it into place."""
+        directory, name = posixpath.split(path)
+        self.fs.create_dir(directory, recursive=True)
+        tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with self.fs.open_output_stream(tmp) as sink:
+                write(sink)
+            self.fs.move(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
+
+    def write_bytes(self, name: str, payload: bytes) -> None:
+        """Write a file (a figure, a manifest) at ``name``, atomically."""
+        self.atomic_write(self.path(name), lambda sink: sink.write(payload))
+
+    def write_parquet(self, name: str, table: pa.Table) -> None:
+        """Write ``table`` as the Parquet file ``name``, atomically."""
+        import pyarrow.parquet as pq
+
+        self.atomic_write(self.path(name), lambda sink: pq.write_table(table, sink))
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """A JSON file's content; an unreadable one is a ``StoreError`` naming it."""
+        try:
+            with self.fs.open_input_stream(self.path(name)) as f:
+                return json.loads(f.read().decode())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.uri(name)}: unreadable JSON ({one_line(exc)})") from None
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Write ``data`` as indented JSON at ``name``, atomically."""
+        payload = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+        self.write_bytes(name, payload)
+
+    def entries(self, folder: str, recursive: bool = False) -> list[Any]:
+        """The pyarrow ``FileInfo`` of each entry below ``folder`` (none if absent)."""
+        from pyarrow import fs
+
+        path = self.path(folder)
+        if not self.exists(path):
+            return []
+        return list(self.fs.get_file_info(fs.FileSelector(path, recursive=recursive)))
+
+    def delete_dir(self, name: str) -> None:
+        """Delete the folder ``name`` and everything in it."""
+        self.fs.delete_dir(self.path(name))
+
+    def read_dataset(
+        self,
+        folder: str,
+        schema: pa.Schema,
+        columns: list[str] | None = None,
+        partition: pa.Schema | None = None,
+    ) -> pa.Table:
+        """Read a dataset folder with the given schema, checking every file's own
+        schema first; ``partition`` names hive partition columns (``date=...``)."""
+        import pyarrow.dataset as ds
+
+        path = self.path(folder)
+        if not self.exists(path):
+            return schema.empty_table().select(columns) if columns else schema.empty_table()
+        partitioning = ds.partitioning(partition, flavor="hive") if partition else None
+        in_files = without(schema, partition.names if partition else [])
+        dataset = ds.dataset(
+            path, schema=schema, format="parquet", filesystem=self.fs, partitioning=partitioning
+        )
+        try:
+            for fragment in dataset.get_fragments():
+                check_schema(fragment.path, fragment.physical_schema, in_files)
+            return dataset.to_table(columns=columns)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(self._which_is_corrupt(dataset, exc)) from None
+
+    def _which_is_corrupt(self, dataset: Any, exc: Exception) -> str:
+        """Name the file a dataset read failed on."""
+        for fragment in dataset.get_fragments():
+            try:
+                fragment.to_table()
+            except Exception as inner:
+                return f"{fragment.path}: corrupt or unreadable Parquet file ({one_line(inner)})"
+        return f"{self.out}: cannot read results ({exc})"
+
+
+def without(schema: pa.Schema, names: list[str]) -> pa.Schema:
+    """``schema`` less the named columns."""
+    import pyarrow as pa
+
+    return pa.schema([f for f in schema if f.name not in names])
+
+
+def to_table(
+    rows: list[dict[str, Any]], schema: pa.Schema, metadata: dict[bytes, bytes]
+) -> pa.Table:
+    """Rows (``records.to_columns``) as an Arrow table of ``schema`` with ``metadata``."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+    return table.replace_schema_metadata(metadata)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a DataFrame; nullable integers stay integers
+    (``steps_to_target`` is null unless reached)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

@@ -1,0 +1,80 @@
+"""``lrbench show``: a grid expanded, as lines of text, with its worst-case time."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from harness.schedules import schedule_label
+from harness.specs import GridSpec
+
+STARTUP_ESTIMATE_S = 1.0  # model build + first compiled step, per trial on a reused worker
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
+    """Lines describing the expanded grid and its worst-case time on the given resources.
+
+    Worst case: every trial runs its whole time budget, plus a startup estimate,
+    with as many trials at once as the resources allow.
+    """
+    trials = grid.expand()
+    res = grid.resources
+    slots = int(cpus // res.cpus)
+    if res.gpus > 0:
+        slots = min(slots, int(gpus // res.gpus))
+
+    def fmt(values: tuple[Any, ...]) -> str:
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    lrs = grid.lrs
+    lr_text = fmt(lrs) if len(lrs) <= 12 else f"{len(lrs)} values, {lrs[0]:g} .. {lrs[-1]:g}"
+    if grid.best_lr is not None:
+        per_opt: dict[str, list[str]] = {}
+        for opt, lr, _ in grid.optimizer_lrs():
+            per_opt.setdefault(opt.label, []).append(f"{lr:g}")
+        lr_text = f"best {grid.best_lr.top_k} of {grid.best_lr.results}: " + "; ".join(
+            f"{name} {', '.join(v)}" for name, v in per_opt.items()
+        )
+    stop = grid.stop
+    lines = [
+        f"grid        {grid.name}  ({grid.source}, digest {grid.digest})",
+        *([f"            {grid.description}"] if grid.description else []),
+        "datasets    "
+        + ", ".join(
+            d.name + (f" (first {d.train_size})" if d.train_size else "") for d in grid.datasets
+        ),
+        "models      "
+        + ", ".join(
+            f"{m.name} x{fmt(m.widths)}" + (f" {m.kwargs}" if m.kwargs else "") for m in grid.models
+        ),
+        "optimizers  "
+        + ", ".join(o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
+        f"lr          {lr_text}",
+        *(f"            skipped: {s.text}" for s in grid.skipped),
+        f"batch_size  {fmt(grid.batch_sizes)}",
+        f"loss        {', '.join(grid.losses)}",
+        f"schedule    {', '.join(schedule_label(s) for s in grid.schedules)}",
+        f"seeds       {fmt(grid.seeds)}",
+        f"stop        {stop.metric} accuracy >= {stop.target:g}"
+        + (f" (window {stop.window} steps)" if stop.metric == "recent" else "")
+        + f", budget {stop.budget_s:g}s, max {stop.max_epochs} epochs",
+        f"resources   {res.cpus:g} cpu, {res.gpus:g} gpu per trial",
+        f"trials      {len(trials)}",
+    ]
+    if slots < 1:
+        lines.append(f"worst case  cannot run: {cpus:g} cpu / {gpus:g} gpu is less than one trial")
+    else:
+        rounds = math.ceil(len(trials) / slots)
+        lines.append(
+            f"worst case  {_duration(rounds * (stop.budget_s + STARTUP_ESTIMATE_S))} "
+            f"({slots} at a time on {cpus:g} cpu / {gpus:g} gpu; every trial runs its "
+            f"full budget + ~{STARTUP_ESTIMATE_S:g}s startup)"
+        )
+    return lines

@@ -1,0 +1,31 @@
+"""Compose a runnable grid: parse its file, then resolve the inputs that come
+from earlier results (``lr = { best = DIR }``).
+
+The one place that joins the grid stage with the analysis of an earlier sweep,
+above both, so that neither imports the other. The CLI's ``sweep``, ``show``,
+``find-lr`` and ``nightly`` all start here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import GridError, LrbenchError
+from harness.grid import load_grid
+from harness.specs import GridSpec
+
+
+def prepare_grid(path: str | Path) -> GridSpec:
+    """Read and validate a grid file, and choose its LRs from the earlier sweep
+    when it says ``lr = { best = DIR }``."""
+    grid = load_grid(path)
+    if grid.best_lr is None:
+        return grid
+    from analysis.bestlr import resolve_best_lrs
+    from analysis.load import load_results
+
+    try:
+        trials = load_results(grid.best_lr.results).trials
+    except LrbenchError as exc:
+        raise GridError(grid.source, "lr.best", str(exc)) from None
+    return resolve_best_lrs(grid, trials)

@@ -1,0 +1,384 @@
+"""Spec dataclasses: what a grid, a trial and a range test are made of.
+
+The leaf of the package: it imports nothing of lrbench, so every stage (grid
+parsing, trials, the sweep, the store, analysis) shares these types without
+an import circle. ``harness.grid`` reads a TOML file into a ``GridSpec``;
+``GridSpec.expand`` turns it into ``TrialSpec``s, whose hash is the trial id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+CONSTANT_SCHEDULE: dict[str, Any] = {"name": "constant"}
+TARGET_METRICS = ("recent", "running")  # StopRule.metric
+
+
+def kwargs_json(kwargs: dict[str, Any] | None) -> str:
+    """Keyword arguments as the canonical JSON text every table stores."""
+    return json.dumps(dict(kwargs or {}), sort_keys=True)
+
+
+def parse_kwargs(value: Any) -> dict[str, Any]:
+    """Stored keyword arguments (``kwargs_json`` text, a dict or None) as a dict."""
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
+
+
+def digest(data: Any, length: int = 16) -> str:
+    """A stable hash of JSON-able data (keys sorted): trial, range-test and grid ids."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def is_constant(schedule: dict[str, Any] | None) -> bool:
+    """True for no schedule or the constant one."""
+    return not schedule or schedule.get("name") == "constant"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What is trained, on what, with which optimizer: the fields a trial, a
+    range test and their stored rows share (the LR and the stop rule aside)."""
+
+    sweep: str  # the grid's name (not part of any id)
+    dataset: str
+    train_size: int | None  # keep only the first N training examples
+    model: str
+    width: float
+    model_kwargs: dict[str, Any]
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
+    batch_size: int
+    loss: str
+    seed: int
+
+    def setup(self) -> Setup:
+        """This object's ``Setup`` fields alone (for a subclass: without its own)."""
+        return Setup(**{f.name: getattr(self, f.name) for f in fields(Setup)})
+
+
+SETUP_FIELDS = tuple(f.name for f in fields(Setup))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One value of the dataset axis."""
+
+    name: str
+    train_size: int | None = None  # keep only the first N training examples
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model family with its width multipliers and fixed keyword arguments."""
+
+    name: str
+    widths: tuple[float, ...] = (1.0,)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer with its fixed keyword arguments (the LR is swept)."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``name``, or ``name {kwargs}`` when it has fixed keywords."""
+        return self.name + (f" {kwargs_json(self.kwargs)}" if self.kwargs else "")
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a trial stops: target reached, budget spent, or diverged."""
+
+    target: float = 0.97
+    metric: str = "recent"  # "recent": last `window` steps; "running": since step 0
+    window: int = 50  # steps, for the "recent" metric
+    budget_s: float = 120.0
+    max_epochs: int = 100
+    check_every: int = 0  # steps between checks; 0 picks >= 10 checks an epoch
+    diverge_factor: float = 5.0  # loss above this times the first step's loss diverges
+
+    def id_fields(self) -> dict[str, Any]:
+        """The rule under the names trial ids (and trial rows) know its fields by."""
+        return {STOP_ID_NAMES.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
+
+
+# StopRule fields that trial ids (and the trials table) know by another name
+STOP_ID_NAMES = {"target": "target_acc", "metric": "target_metric"}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks Ray for."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+BEST_LR_RULE = "fastest median time to target; ties: fewer steps, then the lower LR"
+
+
+@dataclass(frozen=True)
+class BestLr:
+    """``lr = { best = DIR }``: each optimizer's best learning rates in an earlier
+    sweep: the fastest median time to target among its cells that succeed (ties:
+    fewer steps, then the lower LR)."""
+
+    results: str  # the earlier sweep's results directory (relative to the working directory)
+    top_k: int = 1  # how many LRs per optimizer, fastest first
+    min_success: float = 0.5  # share of a cell's seeds that must reach the target
+
+
+@dataclass(frozen=True)
+class ChosenLr:
+    """One learning rate taken from an earlier sweep for one optimizer."""
+
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
+    lr: float
+    rank: int  # 1 = the best
+    time_s: float  # its median time to target there
+    steps: float  # its median steps to target there
+    success_rate: float
+
+    def matches(self, opt: OptimizerSpec) -> bool:
+        """True when this LR was chosen for ``opt`` (same name and keywords)."""
+        return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An optimizer of a ``lr = { best = DIR }`` grid that gets no LR, and why."""
+
+    optimizer: str  # its label (name and fixed keywords)
+    # "absent": the earlier sweep never ran it; "no_success": none of its cells succeeded
+    reason: str
+    results: str  # the earlier sweep's results directory
+    trials: int = 0  # its trials there
+    reached: int = 0  # of which reached the target
+    min_success: float = 0.5
+
+    @property
+    def text(self) -> str:
+        """One line for the console: which optimizer, and why it is skipped."""
+        if self.reason == "absent":
+            return f"{self.optimizer}: not in {self.results}"
+        if self.reached == 0:
+            return (
+                f"{self.optimizer}: none of its {self.trials} trials in {self.results} "
+                "reached the target"
+            )
+        return (
+            f"{self.optimizer}: no LR in {self.results} reached the target in "
+            f"{self.min_success:.0%} of its seeds"
+        )
+
+
+@dataclass(frozen=True)
+class TrialSpec(Setup):
+    """Everything one trial needs; its hash is the trial id."""
+
+    lr: float
+    stop: StopRule
+    schedule: dict[str, Any] = field(default_factory=lambda: dict(CONSTANT_SCHEDULE))
+    lr_source: str = "grid"  # provenance only: not part of the trial id
+
+    @property
+    def trial_id(self) -> str:
+        """A stable id: the hash of the canonical config (sweep name and LR
+        provenance excluded; a constant schedule left out, so ids from before the
+        schedule axis still match)."""
+        config: dict[str, Any] = {k: getattr(self, k) for k in SETUP_FIELDS if k != "sweep"}
+        config.update(lr=self.lr, **self.stop.id_fields())
+        if not is_constant(self.schedule):
+            config["schedule"] = self.schedule
+        return digest(config)
+
+    def to_config(self) -> dict[str, Any]:
+        """A plain dict that ``from_config`` turns back into this spec."""
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TrialSpec:
+        """Rebuild a spec from ``to_config``'s dict."""
+        return cls(**{**config, "stop": StopRule(**config["stop"])})
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A validated grid file."""
+
+    name: str
+    source: str
+    description: str = ""
+    data_dir: str | None = None
+    datasets: tuple[DatasetSpec, ...] = ()
+    models: tuple[ModelSpec, ...] = ()
+    optimizers: tuple[OptimizerSpec, ...] = ()
+    lrs: tuple[float, ...] = ()
+    best_lr: BestLr | None = None  # set: the LRs come from an earlier sweep
+    chosen_lrs: tuple[ChosenLr, ...] = ()  # filled from best_lr before the grid runs
+    skipped: tuple[Skipped, ...] = ()  # optimizers best_lr found no LR for
+    batch_sizes: tuple[int, ...] = (100,)
+    losses: tuple[str, ...] = ("crossentropy",)
+    schedules: tuple[dict[str, Any], ...] = (CONSTANT_SCHEDULE,)
+    seeds: tuple[int, ...] = (0,)
+    stop: StopRule = StopRule()
+    resources: Resources = Resources()
+
+    def _setup(
+        self,
+        ds: DatasetSpec,
+        model: ModelSpec,
+        width: float,
+        opt: OptimizerSpec,
+        batch_size: int,
+        loss: str,
+        seed: int,
+    ) -> Setup:
+        return Setup(
+            sweep=self.name,
+            dataset=ds.name,
+            train_size=ds.train_size,
+            model=model.name,
+            width=width,
+            model_kwargs=dict(model.kwargs),
+            optimizer=opt.name,
+            optimizer_kwargs=dict(opt.kwargs),
+            batch_size=batch_size,
+            loss=loss,
+            seed=seed,
+        )
+
+    def setups(self, optimizers: tuple[OptimizerSpec, ...], seed: int) -> list[Setup]:
+        """One setup per dataset, model, width, loss, batch size and optimizer
+        (of ``optimizers``) at one seed: what one range test each covers."""
+        return [
+            self._setup(ds, model, width, opt, bs, loss, seed)
+            for ds in self.datasets
+            for model in self.models
+            for width in model.widths
+            for loss in self.losses
+            for bs in self.batch_sizes
+            for opt in optimizers
+        ]
+
+    def expand(self) -> list[TrialSpec]:
+        """Every trial of the grid, in a fixed order, each once."""
+        trials: dict[str, TrialSpec] = {}
+        for ds, model, (opt, lr, lr_source), bs, loss, schedule, seed in itertools.product(
+            self.datasets,
+            self.models,
+            self.optimizer_lrs(),
+            self.batch_sizes,
+            self.losses,
+            self.schedules,
+            self.seeds,
+        ):
+            for width in model.widths:
+                setup = self._setup(ds, model, width, opt, bs, loss, seed)
+                spec = TrialSpec(
+                    **asdict(setup),
+                    lr=lr,
+                    stop=self.stop,
+                    schedule=dict(schedule),
+                    lr_source=lr_source,
+                )
+                trials.setdefault(spec.trial_id, spec)
+        return list(trials.values())
+
+    def optimizer_lrs(self) -> list[tuple[OptimizerSpec, float, str]]:
+        """(optimizer, LR, where the LR came from) for every optimizer and its LRs:
+        the ``lr`` axis, or the LRs chosen from an earlier sweep."""
+        if self.best_lr is None:
+            return [(opt, lr, "grid") for opt in self.optimizers for lr in self.lrs]
+        best = self.best_lr
+        return [
+            (
+                opt,
+                c.lr,
+                f"{best.results} best {c.rank}/{best.top_k} "
+                f"({c.time_s:.3g} s, {c.steps:.0f} steps)",
+            )
+            for opt in self.optimizers
+            for c in self.chosen_lrs
+            if c.matches(opt)
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """The grid as plain JSON-able data (what the manifest stores)."""
+        data = asdict(self)
+        data.pop("source")
+        data["skipped"] = [s.text for s in self.skipped]
+        if data["best_lr"] is not None:  # grids have always been hashed with the rule's text
+            data["best_lr"]["rule"] = BEST_LR_RULE
+        return data
+
+    @property
+    def digest(self) -> str:
+        """Hash of what decides the trials; the same grid has the same digest anywhere."""
+        data = self.to_json()
+        for key in ("description", "data_dir", "resources"):
+            data.pop(key)
+        if all(is_constant(s) for s in self.schedules):  # as before the schedule axis
+            data.pop("schedules")
+        return digest(data)
+
+
+@dataclass(frozen=True)
+class FinderParams:
+    """How an LR range test ramps the LR and when it stops."""
+
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    num_steps: int = 300
+    beta: float = 0.98  # EMA weight of the past in the smoothed loss
+    stop_factor: float = 4.0  # stop once the smoothed loss passes this times its best
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) for each value that cannot work; empty when all can."""
+        checks = [
+            ("start_lr", self.start_lr > 0, f"must be > 0, got {self.start_lr:g}"),
+            (
+                "end_lr",
+                self.end_lr > self.start_lr,
+                f"must be above start_lr ({self.start_lr:g}), got {self.end_lr:g}",
+            ),
+            ("num_steps", self.num_steps >= 10, f"must be >= 10, got {self.num_steps}"),
+            ("beta", 0 <= self.beta < 1, f"must be in [0, 1), got {self.beta:g}"),
+            ("stop_factor", self.stop_factor > 1, f"must be > 1, got {self.stop_factor:g}"),
+        ]
+        return [(name, message) for name, ok, message in checks if not ok]
+
+    def lr_at(self, step: int) -> float:
+        """The LR of update ``step`` (0-based): ``start * (end / start) ** (step / (N - 1))``."""
+        return self.start_lr * (self.end_lr / self.start_lr) ** (step / (self.num_steps - 1))
+
+
+@dataclass(frozen=True)
+class FinderSpec(Setup):
+    """One range test: a setup of a grid (its seed included), and the ramp."""
+
+    params: FinderParams = field(default_factory=FinderParams)
+
+    @property
+    def finder_id(self) -> str:
+        """A stable id: the hash of everything but the grid's name."""
+        config = {k: v for k, v in asdict(self).items() if k != "sweep"}
+        return digest(config)
+
+    @property
+    def label(self) -> str:
+        """``optimizer {kwargs}`` and the setup where it is not the default."""
+        text = self.optimizer
+        if self.optimizer_kwargs:
+            text += " " + ", ".join(f"{k}={v}" for k, v in sorted(self.optimizer_kwargs.items()))
+        return text

@@ -1,0 +1,179 @@
+"""The stop rule of a trial, fed by Keras' batch logs: reached, budget, diverged.
+
+``StopTracker`` is plain Python: ``harness.trial`` feeds it from a Keras
+callback, and the tests feed it a synthetic log stream with a fake clock.
+
+At a batch end Keras' ``logs["acc"]`` is the accuracy since the start of the
+epoch, so ``round(acc * n)`` recovers the exact number of correct examples
+since the epoch began (see ``harness.trial``). Summing over epochs gives the
+``running`` accuracy since step 0, and differences between checks give the
+``recent`` accuracy over the last ``window`` steps.
+
+The clock starts at the end of the first step (``startup_s`` is everything
+before it) and pauses while validating (``val_s``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from harness.records import CurvePoint, TrialStatus
+from harness.schedules import schedule_lr
+from harness.specs import TrialSpec
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Updates per pass over the training examples (the last batch may be short)."""
+    return math.ceil(n_train / batch_size)
+
+
+def default_check_every(per_epoch: int) -> int:
+    """Steps between checks: at least 10 checks an epoch."""
+    return max(1, per_epoch // 10)
+
+
+@dataclass
+class _Totals:
+    """Cumulative counts at a check, for windowed differences."""
+
+    step: int = 0
+    examples: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+
+
+class StopTracker:
+    """Checks the stop rule of ``spec`` every ``check_every`` steps and keeps the curve.
+
+    ``batch_end`` and ``epoch_end`` take Keras' logs (``loss``, ``acc``: means
+    since the epoch began) and return True when training must stop; ``status``
+    then says why. ``validate()`` returns the validation accuracy (timed
+    apart); ``clock()`` returns seconds (``time.perf_counter`` by default).
+    """
+
+    def __init__(
+        self,
+        spec: TrialSpec,
+        n_train: int,
+        trial_start: float,
+        validate: Callable[[], float],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.spec, self.rule, self.n_train = spec, spec.stop, n_train
+        self.trial_id = spec.trial_id
+        self.trial_start, self._validate, self.clock = trial_start, validate, clock
+        self.per_epoch = steps_per_epoch(n_train, spec.batch_size)
+        self.every = self.rule.check_every or default_check_every(self.per_epoch)
+        self.status: TrialStatus | None = None
+        self.curve: list[CurvePoint] = []
+        self.checks: list[_Totals] = [_Totals()]  # step 0
+        self.check_steps: list[int] = [0]  # checks' steps, for bisecting the window
+        self.epoch_base = _Totals()  # totals at the start of this epoch
+        self.epoch_batches = 0
+        self.step = 0
+        self.t0 = 0.0  # end of the first step
+        self.paused = 0.0
+        self.startup_s = 0.0
+        self.val_s = 0.0
+        self.initial_loss = math.nan
+        self.reached: CurvePoint | None = None
+
+    # -- clock
+    def elapsed(self) -> float:
+        """Timed training seconds since the end of the first step."""
+        return self.clock() - self.t0 - self.paused if self.t0 else 0.0
+
+    def validate(self) -> float:
+        """The validation accuracy, with the clock paused while it runs."""
+        start = self.clock()
+        acc = self._validate()
+        spent = self.clock() - start
+        self.val_s += spent
+        self.paused += spent
+        return acc
+
+    # -- Keras' hooks
+    def batch_end(self, logs: dict[str, Any]) -> bool:
+        """After each update; True when training must stop."""
+        self.step += 1
+        self.epoch_batches += 1
+        if self.step == 1:
+            self.t0 = self.clock()
+            self.startup_s = self.t0 - self.trial_start
+            self.initial_loss = float(logs["loss"])
+            self.check(logs)
+        elif self.step % self.every == 0 or self.elapsed() >= self.rule.budget_s:
+            self.check(logs)
+        return self.status is not None
+
+    def epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:
+        """After each epoch (0-based ``epoch``): validate; True when training must stop."""
+        if self.curve[-1].step != self.step:
+            self.check(logs)
+        self.epoch_base = self.checks[-1]
+        self.epoch_batches = 0
+        if self.status is None:
+            self.curve[-1] = replace(self.curve[-1], val_acc=self.validate())
+            if epoch + 1 >= self.rule.max_epochs:
+                self.status = TrialStatus.BUDGET
+        return self.status is not None
+
+    def finish(self) -> TrialStatus:
+        """The final status once training ended (``budget`` when ``max_epochs``
+        ran out between checks); the last point gets a validation accuracy."""
+        if self.status is None:
+            self.status = TrialStatus.BUDGET
+        if self.curve and self.curve[-1].val_acc is None:
+            self.curve[-1] = replace(self.curve[-1], val_acc=self.validate())
+        return self.status
+
+    # -- the stop rule
+    def check(self, logs: dict[str, Any]) -> None:
+        """Add a curve point at this step and apply the stop rule."""
+        rule = self.rule
+        elapsed = self.elapsed()
+        n = min(self.epoch_batches * self.spec.batch_size, self.n_train)
+        base = self.epoch_base
+        now = _Totals(
+            step=self.step,
+            examples=base.examples + n,
+            correct=base.correct + int(round(float(logs["acc"]) * n)),
+            loss_sum=base.loss_sum + float(logs["loss"]) * n,
+        )
+        last = self.checks[-1]
+        loss = (now.loss_sum - last.loss_sum) / max(1, now.examples - last.examples)
+        # the latest check at least `window` steps back (step 0 until the window fills)
+        i = bisect.bisect_right(self.check_steps, self.step - rule.window)
+        start = self.checks[max(0, i - 1)]
+        recent = (now.correct - start.correct) / max(1, now.examples - start.examples)
+        running = now.correct / max(1, now.examples)
+        metric = running if rule.metric == "running" else recent
+        self.checks.append(now)
+        self.check_steps.append(now.step)
+        point = CurvePoint(
+            trial_id=self.trial_id,
+            step=self.step,
+            epoch=now.examples / self.n_train,
+            examples=now.examples,
+            elapsed_s=elapsed,
+            # the LR this step used: the schedule's formula, which equals the
+            # Keras schedule's value (tests/test_schedules.py) and costs no op
+            lr=schedule_lr(self.spec.schedule, self.spec.lr, self.per_epoch, self.step - 1),
+            train_loss=loss,
+            train_acc=metric,
+            running_acc=running,
+            recent_acc=recent,
+        )
+        self.curve.append(point)
+        if not math.isfinite(loss) or loss > rule.diverge_factor * self.initial_loss:
+            self.status = TrialStatus.DIVERGED
+        elif metric >= rule.target:
+            self.reached = point
+            self.status = TrialStatus.REACHED
+        elif elapsed >= rule.budget_s:
+            self.status = TrialStatus.BUDGET
