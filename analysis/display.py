@@ -12,6 +12,20 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# The tables the console shows after a report or a range test, with their titles.
+TITLES = {
+    "summary": "Sweeps",
+    "optimizers": "Per optimizer",
+    "union_band": "Union band: LRs where at least one optimizer succeeds",
+    "devices": "Devices: trials ran on several; compare steps, not times, across them",
+    "compare": "Comparison (ratios to the first results directory)",
+    "shifts": "How the valley moves: each setup against its optimizer's reference",
+    "finder": "LR range test: suggestions against the grid's measured band",
+    "finder_rules": "LR range test: how each suggestion rule did against the grid",
+    "scaling": "Width scaling: fits of time to target against size",
+}
+
+
 def num(x: Any, spec: str = ".3g", none: str = "") -> str:
     """A number as text in format ``spec``; ``none`` for a missing value."""
     import pandas as pd

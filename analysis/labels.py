@@ -14,14 +14,11 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from harness.models import REFERENCE_OPTIMIZERS
-from harness.records import TrialStatus
 from harness.specs import parse_kwargs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# The trial statuses, as stored; a cell's outcome uses the same words.
-STATUSES = tuple(s.value for s in TrialStatus)
 # Grid axes that, when they vary within one optimizer of one sweep, split its
 # valley into several series.
 AXES = (

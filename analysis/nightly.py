@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from analysis import cells as C
-from analysis.labels import STATUSES, label_series
+from analysis.labels import label_series
 from analysis.nightly_compare import (
     all_cells_findings,
     band_findings,
@@ -35,6 +35,7 @@ from analysis.nightly_compare import (
 )
 from analysis.nightly_noise import KEY, Rules, night_cells, noise
 from harness.errors import LrbenchError, ParamError
+from harness.records import STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd

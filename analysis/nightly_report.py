@@ -17,10 +17,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from analysis.display import num
-from analysis.labels import STATUSES, fmt_lr
+from analysis.labels import fmt_lr
 from analysis.nightly_compare import band_text
 from analysis.report_page import CSS
 from harness.location import child
+from harness.records import STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd

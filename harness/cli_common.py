@@ -62,18 +62,10 @@ def print_tables(shown: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from analysis.display import TITLES
+
     console = Console(width=max(Console().width, 140))
-    for name, title in (
-        ("summary", "Sweeps"),
-        ("optimizers", "Per optimizer"),
-        ("union_band", "Union band: LRs where at least one optimizer succeeds"),
-        ("devices", "Devices: trials ran on several; compare steps, not times, across them"),
-        ("compare", "Comparison (ratios to the first results directory)"),
-        ("shifts", "How the valley moves: each setup against its optimizer's reference"),
-        ("finder", "LR range test: suggestions against the grid's measured band"),
-        ("finder_rules", "LR range test: how each suggestion rule did against the grid"),
-        ("scaling", "Width scaling: fits of time to target against size"),
-    ):
+    for name, title in TITLES.items():
         if name not in shown:
             continue
         frame = shown[name]

@@ -21,7 +21,8 @@ optimizers = ["adam", "gd"]
 lr = [0.01, 100.0]
 [stop]
 target = 0.8
-budget_s = 2
+budget_s = 3600
+max_epochs = 5
 """
 
 
@@ -46,6 +47,9 @@ def mnist5k():
 
 
 # Two optimizers x four LRs x two seeds, so every outcome and the repeats appear.
+# Epochs, not the clock, end the trials that do not reach (so the outcomes are the same
+# on any machine): measured, adam at 0.01 reaches 0.8 in 1.6 epochs, gd at 0.3 in
+# 2.5-3.8; gd at 0.01 is below 0.45 after 8; 1e-5 never moves, 100 diverges at once.
 ANALYSIS_GRID = """
 name = "analysis-fixture"
 datasets = ["mnist5k"]
@@ -55,7 +59,8 @@ lr = [1e-5, 0.01, 0.3, 100.0]
 seeds = 2
 [stop]
 target = 0.8
-budget_s = 1.5
+budget_s = 3600
+max_epochs = 8
 """
 
 

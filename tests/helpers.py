@@ -176,3 +176,37 @@ def quiet(n: int = 5) -> list[Cells]:
         scaled(CELLS, {key: 1 + 0.03 * ((night + i) % 3 - 1) for i, key in enumerate(REACHED)})
         for night in range(n)
     ]
+
+
+def trials(rows: list[tuple], **common: Any) -> Any:
+    """A trials table made by hand (no training, no store), as ``Store.read_trials``
+    returns it: one row per (optimizer, lr, status, time_to_target_s,
+    steps_to_target[, seed]), each a real ``TrialRecord`` row of the tests'
+    trial at target 0.9 with a 10 s budget; ``common`` sets columns of every row."""
+    import pandas as pd
+
+    out = []
+    for i, row in enumerate(rows):
+        opt, lr, status, time, steps, *rest = row
+        trial = spec(
+            sweep="hand", optimizer=opt, lr=lr, seed=rest[0] if rest else 0,
+            target_acc=0.9, budget_s=10.0, max_epochs=50,
+        )  # fmt: skip
+        ran = steps if steps is not None else (3 if status == "diverged" else 500)
+        record = TrialRecord.from_spec(
+            trial,
+            TrialStatus(status),
+            time_to_target_s=time,
+            steps_to_target=steps,
+            steps=ran,
+            wall_s=(time or 10.0) + 0.5,
+            started_at=f"2026-11-22T10:00:{i % 60:02d}+00:00",
+            host="h",
+            device="cpu: x",
+            versions={"tensorflow": "2.21.0", "keras": "3.15.1"},
+        )
+        out.append({**record.to_row(), "trial_id": f"t{i:03d}", **common})
+    df = pd.DataFrame(out)
+    df["steps_to_target"] = df["steps_to_target"].astype("Int64")
+    df["started_at"] = pd.to_datetime(df["started_at"], utc=True)
+    return df

@@ -150,7 +150,7 @@ def test_notebook_runs_top_to_bottom_under_papermill(real_sweep, tmp_path):
 @pytest.mark.slow
 def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
     """LRs from the real sweep, three widths, real training; the report fits them."""
-    from harness.grid import load_grid
+    from harness.prepare import prepare_grid
     from harness.sweep import run_sweep
 
     path = write_grid(
@@ -166,7 +166,7 @@ def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
         max_epochs = 8
         """
     )
-    grid = load_grid(path)
+    grid = prepare_grid(path)
     assert {c.optimizer for c in grid.chosen_lrs} == {"gd", "adam"}
     out = tmp_path / "scaling"
     assert run_sweep(grid, str(out)).unfinished == 0

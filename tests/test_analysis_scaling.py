@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import scaling as S
-from tests.test_analysis_tables import trials
+from tests.helpers import trials
 
 
 def test_linear_fit_recovers_slope_intercept_and_r2():

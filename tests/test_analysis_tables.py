@@ -10,50 +10,7 @@ import pytest
 from analysis import cells as C
 from analysis import labels as L
 from analysis import tables as T
-
-
-def trials(rows: list[tuple], **common) -> pd.DataFrame:
-    """Trial rows from (optimizer, lr, status, time_to_target_s, steps_to_target[, seed])."""
-    out = []
-    for i, row in enumerate(rows):
-        opt, lr, status, time, steps, *rest = row
-        seed = rest[0] if rest else 0
-        out.append(
-            {
-                "trial_id": f"t{i:03d}",
-                "sweep": "hand",
-                "dataset": "mnist5k",
-                "train_size": None,
-                "model": "tiny_cnn",
-                "width": 1.0,
-                "model_kwargs": "{}",
-                "optimizer_kwargs": "{}",
-                "optimizer": opt,
-                "lr": lr,
-                "batch_size": 100,
-                "loss": "crossentropy",
-                "seed": seed,
-                "target_metric": "recent",
-                "target_acc": 0.9,
-                "budget_s": 10.0,
-                "max_epochs": 50,
-                "status": status,
-                "time_to_target_s": time,
-                "steps_to_target": steps,
-                "steps": steps if steps is not None else (3 if status == "diverged" else 500),
-                "wall_s": (time or 10.0) + 0.5,
-                "started_at": pd.Timestamp("2026-11-22T10:00:00", tz="UTC")
-                + pd.Timedelta(seconds=i),
-                "host": "h",
-                "device": "cpu: x",
-                "versions": '{"tensorflow": "2.21.0", "keras": "3.15.1"}',
-                **common,
-            }
-        )
-    df = pd.DataFrame(out)
-    df["steps_to_target"] = df["steps_to_target"].astype("Int64")
-    return df
-
+from tests.helpers import trials
 
 # adam: band 1e-3 .. 1e-1 with a hole at 1e-2; best at 1e-1 (ties broken below)
 # gd:   band 1 .. 1 (one LR); nothing else

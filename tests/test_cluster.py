@@ -36,8 +36,10 @@ models = ["tiny_cnn"]
 optimizers = ["gd"]
 lr = {lrs}
 [stop]
-budget_s = {budget}
+budget_s = 3600
+max_epochs = {epochs}
 """
+# Hopeless LRs: each trial ends as "budget" after its epochs (10 steps each).
 
 
 def _free_port() -> int:
@@ -108,7 +110,7 @@ def _sweep(grid: Path, out: Path, address: str) -> subprocess.Popen:
 
 def test_without_the_token_the_sweep_says_so_in_one_line(cluster, write_grid, tmp_path):
     address, _, _ = cluster
-    grid = write_grid(GRID.format(lrs="[1e-6]", budget=1))
+    grid = write_grid(GRID.format(lrs="[1e-6]", epochs=1))
     env = {**ENV, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_AUTH_TOKEN")
     done = subprocess.run(
@@ -123,7 +125,7 @@ def test_without_the_token_the_sweep_says_so_in_one_line(cluster, write_grid, tm
 
 def test_a_sweep_runs_on_both_nodes_of_an_existing_cluster(cluster, write_grid, tmp_path):
     _, _, client = cluster  # through Ray Client, as from a machine outside the cluster
-    grid = write_grid(GRID.format(lrs="[1e-6, 2e-6, 3e-6, 4e-6]", budget=2))
+    grid = write_grid(GRID.format(lrs="[1e-6, 2e-6, 3e-6, 4e-6]", epochs=10))
     proc = _sweep(grid, tmp_path / "out", client)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
@@ -136,7 +138,7 @@ def test_a_sweep_runs_on_both_nodes_of_an_existing_cluster(cluster, write_grid, 
 def test_losing_a_node_mid_sweep_loses_no_trial(cluster, write_grid, tmp_path):
     address, second, _ = cluster
     lrs = [1e-6 * (i + 1) for i in range(6)]
-    grid = write_grid(GRID.format(lrs=lrs, budget=4))
+    grid = write_grid(GRID.format(lrs=lrs, epochs=60))  # a few seconds a trial
     out = tmp_path / "out"
     proc = _sweep(grid, out, address)
     deadline = time.monotonic() + 240

@@ -27,7 +27,9 @@ def test_mse_best_lr_is_above_crossentropys(tmp_path):
         grid,
         models=tuple(softmax),
         lrs=(0.1, 1.0, 10.0),
-        stop=dataclasses.replace(grid.stop, budget_s=10.0),
+        # epochs end the trials, not the clock: on these 1,000 images cross-entropy
+        # reaches 0.9 in 9 epochs at LR 1 (31 at 0.1), MSE in 13 at LR 10 (85 at 1)
+        stop=dataclasses.replace(grid.stop, budget_s=3600.0, max_epochs=50),
     )
     result = run_sweep(reduced, str(tmp_path / "pitfalls"))
     assert result.unfinished == 0

@@ -19,8 +19,11 @@ models = ["tiny_cnn"]
 optimizers = ["gd"]
 lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]
 [stop]
-budget_s = 2.5
+budget_s = 3600
+max_epochs = 10
 """
+# Hopeless LRs: each trial ends as "budget" after its 10 epochs (400 steps, a few
+# seconds), long enough to interrupt the sweep between trials.
 
 
 def _sweep(grid, out, **kwargs):

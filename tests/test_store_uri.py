@@ -4,6 +4,7 @@ by moto's S3-compatible server (pyarrow's own S3 client talks HTTP to it)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import StoreError
+from harness.grid import parse_grid
 from harness.history import History
 from harness.location import child
 from harness.records import TrialStatus
@@ -66,16 +68,18 @@ def test_child_keeps_a_uris_query_last():
 
 def test_the_store_round_trips_on_s3_and_names_a_corrupt_object(s3):
     uri = s3("unit")
-    store = Store(uri, grid_json={"name": "g"})
-    store.open_sweep("g", {"name": "g"}, "d1", "g.toml", {"host": "h"})
+    base = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.1]}
+    grid, other = parse_grid({**base, "name": "g"}, "g.toml"), parse_grid(base, "other.toml")
+    store = Store(uri)
+    store.open_sweep(grid, {"host": "h"})
     store.write_trial(helpers.outcome())
     store.write_trial(helpers.outcome(TrialStatus.DIVERGED, lr=50.0))
     trials = store.read_trials()
     assert sorted(trials.status) == ["diverged", "reached"] and len(store.read_curves()) == 6
     assert set(store.finished()) == set(trials.trial_id)
-    assert Store(uri).read_manifest()["grid_digest"] == "d1"
+    assert Store(uri).read_manifest()["grid_digest"] == grid.digest
     with pytest.raises(StoreError, match="holds results of grid 'g'"):
-        Store(uri).check_grid("other", "d2", "other.toml")
+        Store(uri).check_grid(replace(other, lrs=(0.2,)))
     with store.fs.open_output_stream(f"{store.root}/trials/bad.parquet") as sink:
         sink.write(b"PAR1 not parquet")
     with pytest.raises(StoreError, match="lrbench/unit/trials/bad.parquet: corrupt"):
