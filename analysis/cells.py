@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from analysis.labels import STATUSES, labelled
-from harness.records import TrialStatus
+from analysis.labels import labelled
+from harness.records import STATUSES, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +65,14 @@ def cell_outcome(
     return TrialStatus.DIVERGED.value if diverged >= budget else TrialStatus.BUDGET.value
 
 
+def pruned_flags(trials: pd.DataFrame) -> pd.Series:
+    """Per trial, True when the pruning rule stopped it early (False for rows
+    written before the ``pruned`` column, which read it as null)."""
+    if "pruned" not in trials.columns:
+        return trials["trial_id"].map(lambda _: False).astype(bool)
+    return trials["pruned"].fillna(False).astype(bool)
+
+
 def cells(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
     """One row per series and LR: trial counts by status, ``success_rate`` (over
     finished trials), the median / min / max time and steps to target over the
@@ -75,6 +83,7 @@ def cells(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFram
     df = with_plot_values(trials)
     for status in STATUSES:
         df[f"n_{status}"] = (df["status"] == status).astype(int)
+    df["n_pruned"] = pruned_flags(df).astype(int)
     reached = df["status"] == TrialStatus.REACHED.value
     df["reached_time"] = df["time_to_target_s"].where(reached)
     df["reached_steps"] = df["steps_to_target"].astype("float64").where(reached)
@@ -85,6 +94,7 @@ def cells(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFram
         n_budget=("n_budget", "sum"),
         n_diverged=("n_diverged", "sum"),
         n_error=("n_error", "sum"),
+        n_pruned=("n_pruned", "sum"),
         time_median_s=("reached_time", "median"),
         time_min_s=("reached_time", "min"),
         time_max_s=("reached_time", "max"),

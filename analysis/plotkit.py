@@ -15,10 +15,13 @@ if TYPE_CHECKING:
 
 # Where a trial that missed the target is drawn: at the budget (time) or the step
 # ceiling (steps), with a marker saying why.
+PRUNED = "pruned"  # a marker kind, not a status: the cell's outcome is budget
 MARKERS: dict[str, dict[str, Any]] = {
     TrialStatus.REACHED.value: dict(marker="o", label="reached target"),
     TrialStatus.BUDGET.value: dict(marker="s", fillstyle="none", label="budget ran out (top row)"),
     TrialStatus.DIVERGED.value: dict(marker="X", label="diverged (row above)"),
+    # a budget cell whose misses the pruning rule stopped early: drawn at the budget
+    PRUNED: dict(marker="s", fillstyle="bottom", label="budget, pruned early (top row)"),
 }
 PANEL_W, PANEL_H = 6.4, 4.2
 

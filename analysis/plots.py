@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from analysis.labels import fmt_lr
 from analysis.plotkit import (
     MARKERS,
+    PRUNED,
     figure,
     legend,
     log_x,
@@ -76,8 +77,11 @@ def valley_figure(
                         alpha=0.15,
                         lw=0,
                     )
+                kind = g["outcome"].mask(
+                    (g["outcome"] == TrialStatus.BUDGET.value) & (g["n_pruned"] > 0), PRUNED
+                )
                 for outcome in MARKERS:
-                    m = (g["outcome"] == outcome).to_numpy()
+                    m = (kind == outcome).to_numpy()
                     if m.any():
                         ax.plot(
                             g["lr"][m],

@@ -54,6 +54,9 @@ def build_tables(results: Results, min_success: float = MIN_SUCCESS) -> dict[str
         "envelope": C.envelope(cells),
         "cells": cells,
     }
+    saved = T.compute_saved(trials)
+    if int(saved["pruned"].sum()):
+        built["compute_saved"] = saved
     if len(results.sources) > 1:
         built["compare"] = T.compare_sources(built["optimizers"], built["summary"], trials)
     if D.is_heterogeneous(trials):

@@ -73,6 +73,7 @@ def page(
         "<h2>Sweeps</h2>",
         table("summary"),
         links("summary"),
+        *_compute_saved(built),
     ]
     if "optimizers" in shown:
         parts += [
@@ -167,3 +168,23 @@ def page(
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     parts.append(f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:
+    """The "compute saved" line of a pruned sweep, one per source."""
+    if "compute_saved" not in built:
+        return []
+    saved = built["compute_saved"]
+    lines = []
+    for row in saved[saved["pruned"] > 0].itertuples(index=False):
+        where = f" in {html.escape(row.source)}" if len(saved) > 1 else ""
+        share = "" if row.saved_share != row.saved_share else f" ({row.saved_share:.0%} of it)"
+        link = '<a href="tables/compute_saved.csv">compute_saved.csv</a>'
+        lines.append(
+            f"<p class='note'>Compute saved{where}: the pruning rule stopped {row.pruned} of "
+            f"{row.trials} trials once even an optimistic projection of their curves could "
+            "not reach the target; they keep the verdict <code>budget</code>. Unpruned, the "
+            f"budget trials would have trained about {row.budget_trials_estimate_s:.0f} s; "
+            f"pruning saved about {row.saved_s:.0f} s{share} ({link}).</p>"
+        )
+    return lines

@@ -20,10 +20,11 @@ from analysis.cells import (
     best_lr,
     cells,
     ensure_cells,
+    pruned_flags,
     span,
 )
-from analysis.labels import AXES, STATUSES, labelled
-from harness.records import TrialStatus
+from analysis.labels import AXES, labelled
+from harness.records import STATUSES, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 
 def optimizer_table(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
     """The per-optimizer table: trials by status, the success band, the best LR,
-    and ``wasted_s``, the wall seconds spent on trials that did not reach the
-    target (startup included)."""
+    ``wasted_s``, the wall seconds spent on trials that did not reach the
+    target (startup included), and how many the pruning rule stopped early."""
     import pandas as pd
 
     df = labelled(trials)
@@ -41,12 +42,14 @@ def optimizer_table(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> p
         df.assign(
             **{s: (df["status"] == s).astype(int) for s in STATUSES},
             wasted=df["wall_s"].where(df["status"] != TrialStatus.REACHED.value, 0.0),
+            pruned=pruned_flags(df).astype(int),
         )
         .groupby(SERIES, sort=False)
         .agg(
             trials=("trial_id", "size"),
             **{s: (s, "sum") for s in STATUSES},
             wasted_s=("wasted", "sum"),
+            pruned=("pruned", "sum"),
         )
         .reset_index()
     )
@@ -80,6 +83,42 @@ def union_band(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.Data
         rows,
         columns=["source", "variant", *BAND_COLUMNS, "low_by", "high_by"],
     )
+
+
+def compute_saved(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per source: the trials the pruning rule stopped, the training seconds
+    they ran, and an estimate of the seconds their full runs would have taken:
+    each to the sooner of its time budget and its ``max_epochs`` at its own
+    speed (``step_time_s``). ``saved_share`` is the saving over what all the
+    ``budget`` trials would have trained unpruned."""
+    import numpy as np
+    import pandas as pd
+
+    df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
+    pruned = pruned_flags(df)
+    per_epoch = df["steps"].astype("float64") / df["epochs"].replace(0.0, np.nan)
+    by_epochs = df["max_epochs"] * per_epoch * df["step_time_s"].astype("float64")
+    full = np.fmin(df["budget_s"], by_epochs).where(pruned, df["train_s"])
+    frame = df.assign(
+        _pruned=pruned.astype(int),
+        _ran=df["train_s"].where(pruned, 0.0),
+        _full=full.where(pruned, 0.0),
+        _budget_full=full.where(df["status"] == TrialStatus.BUDGET.value, 0.0),
+    )
+    out = (
+        frame.groupby("source", sort=False)
+        .agg(
+            trials=("trial_id", "size"),
+            pruned=("_pruned", "sum"),
+            pruned_train_s=("_ran", "sum"),
+            unpruned_estimate_s=("_full", "sum"),
+            budget_trials_estimate_s=("_budget_full", "sum"),
+        )
+        .reset_index()
+    )
+    out["saved_s"] = out["unpruned_estimate_s"] - out["pruned_train_s"]
+    out["saved_share"] = out["saved_s"] / out["budget_trials_estimate_s"].replace(0.0, np.nan)
+    return pd.DataFrame(out)
 
 
 def sweep_summary(trials: pd.DataFrame, manifests: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -221,6 +221,46 @@ def report(
     typer.echo(f"report: {os.path.join(written.out, 'index.html')}")
 
 
+@app.command()
+def replay(
+    results: Annotated[
+        str, typer.Argument(help="Results directory of a sweep run unpruned.", show_default=False)
+    ],
+    prune: Annotated[
+        list[str] | None,
+        typer.Option(help="A pruning rule to replay (repeatable; default: every rule)."),
+    ] = None,
+) -> None:
+    """Replay pruning rules over the stored full curves of an unpruned sweep:
+    how many trials keep their verdict (every change listed), the training
+    seconds saved, and the margin each pruning relied on. The live rule and the
+    replay call the same function."""
+    from analysis.load import load_results
+    from analysis.replay import replay as replay_rule
+    from analysis.replay import replay_lines, replay_summary, stop_rules
+    from harness.pruning import PRUNE_RULES
+
+    rules = prune or list(PRUNE_RULES)
+    for rule in rules:
+        if rule not in PRUNE_RULES:
+            raise fail(f"--prune: unknown rule {rule!r}; rules: {', '.join(PRUNE_RULES)}")
+    try:
+        loaded = load_results(results)
+    except LrbenchError as exc:
+        raise failed(exc) from None
+    pruned = loaded.trials["pruned"].fillna(False).astype(bool)
+    if pruned.any():
+        raise fail(
+            f"{results}: {int(pruned.sum())} trials were pruned, so their full curves are "
+            "not stored; replay a sweep run with [stop] prune = false"
+        )
+    stops = stop_rules(loaded.manifests)
+    for rule in rules:
+        summary = replay_summary(replay_rule(loaded.trials, loaded.curves, stops, rule), rule)
+        for line in replay_lines(summary):
+            typer.echo(line)
+
+
 app.command()(nightly)
 
 

@@ -23,6 +23,7 @@ from harness.models import (
     OPTIMIZERS,
     OUTPUT_ACTIVATIONS,
 )
+from harness.pruning import DEFAULT_RULE, PRUNE_RULES
 from harness.schedules import parse_schedule, schedule_label
 from harness.specs import (
     TARGET_METRICS,
@@ -289,7 +290,22 @@ def _stop(top: _Table) -> StopRule:
         max_epochs=table.number("max_epochs", d.max_epochs, positive=True, integer=True),
         check_every=table.number("check_every", d.check_every, minimum=0, integer=True),
         diverge_factor=table.number("diverge_factor", d.diverge_factor, minimum=1.0),
+        prune=_prune(table, d.prune),
     )
+
+
+def _prune(table: _Table, default: str | None) -> str | None:
+    """``prune = false`` (off), ``true`` (the default rule) or a rule's name."""
+    value = table.get("prune", default)
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_RULE
+    if not isinstance(value, str) or value not in PRUNE_RULES:
+        raise table.error(
+            "prune", f"must be false, true or a rule ({', '.join(PRUNE_RULES)}), got {value!r}"
+        )
+    return value
 
 
 def _resources(top: _Table) -> Resources:

@@ -64,7 +64,8 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         f"seeds       {fmt(grid.seeds)}",
         f"stop        {stop.metric} accuracy >= {stop.target:g}"
         + (f" (window {stop.window} steps)" if stop.metric == "recent" else "")
-        + f", budget {stop.budget_s:g}s, max {stop.max_epochs} epochs",
+        + f", budget {stop.budget_s:g}s, max {stop.max_epochs} epochs"
+        + (f", pruning {stop.prune}" if stop.prune else ""),
         f"resources   {res.cpus:g} cpu, {res.gpus:g} gpu per trial",
         f"trials      {len(trials)}",
     ]

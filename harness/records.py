@@ -95,6 +95,10 @@ class TrialRecord(Setup):
     val_s: float = 0.0
     wall_s: float = 0.0
     step_time_s: float | None = None  # median training seconds per step
+    reused: bool = False  # trained a model compiled by an earlier trial (harness.reuse)
+    pruned: bool = False  # stopped early by the pruning rule (status budget)
+    pruned_at_s: float | None = None  # its training seconds then
+    pruned_at_step: int | None = None
     final_train_acc: float | None = None
     best_train_acc: float | None = None
     final_val_acc: float | None = None

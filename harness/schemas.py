@@ -22,8 +22,18 @@ SCHEMA_METADATA_KEY = b"lrbench.schema"
 # The results schema this lrbench writes. Bump it with every change of columns.
 # A column added later is read as null from an older file (ADDED_IN); a removed,
 # renamed or retyped column makes the older file unreadable, and the reader says so.
-SCHEMA_VERSION = 4
-ADDED_IN = {"lr_source": 2, "step_time_s": 2, "schedule": 3, "node_id": 4, "node_ip": 4}
+SCHEMA_VERSION = 5
+ADDED_IN = {
+    "lr_source": 2,
+    "step_time_s": 2,
+    "schedule": 3,
+    "node_id": 4,
+    "node_ip": 4,
+    "pruned": 5,
+    "pruned_at_s": 5,
+    "pruned_at_step": 5,
+    "reused": 5,
+}
 
 
 # Arrow type of a field, by its annotation's base type; dicts are stored as

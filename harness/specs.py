@@ -105,14 +105,23 @@ class StopRule:
     max_epochs: int = 100
     check_every: int = 0  # steps between checks; 0 picks >= 10 checks an epoch
     diverge_factor: float = 5.0  # loss above this times the first step's loss diverges
+    # a pruning rule (harness.pruning.PRUNE_RULES) or None (off, the default; see
+    # docs/grids.md for why): how a trial's run is shortened, not what it is, so
+    # it is in neither trial ids nor grid digests
+    prune: str | None = None
 
     def id_fields(self) -> dict[str, Any]:
         """The rule under the names trial ids (and trial rows) know its fields by."""
-        return {STOP_ID_NAMES.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
+        return {
+            STOP_ID_NAMES.get(f.name, f.name): getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in NOT_IN_IDS
+        }
 
 
 # StopRule fields that trial ids (and the trials table) know by another name
 STOP_ID_NAMES = {"target": "target_acc", "metric": "target_metric"}
+NOT_IN_IDS = ("prune",)  # StopRule fields outside trial ids and grid digests
 
 
 @dataclass(frozen=True)
@@ -328,6 +337,8 @@ class GridSpec:
         data = self.to_json()
         for key in ("description", "data_dir", "resources"):
             data.pop(key)
+        for key in NOT_IN_IDS:
+            data["stop"].pop(key)
         if all(is_constant(s) for s in self.schedules):  # as before the schedule axis
             data.pop("schedules")
         return digest(data)
@@ -350,7 +361,7 @@ class FinderParams:
             (
                 "end_lr",
                 self.end_lr > self.start_lr,
-                f"must be above start_lr ({self.start_lr:g}), got {self.end_lr:g}",
+                f"must be above the start LR ({self.start_lr:g}), got {self.end_lr:g}",
             ),
             ("num_steps", self.num_steps >= 10, f"must be >= 10, got {self.num_steps}"),
             ("beta", 0 <= self.beta < 1, f"must be in [0, 1), got {self.beta:g}"),

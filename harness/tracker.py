@@ -9,6 +9,10 @@ since the epoch began (see ``harness.trial``). Summing over epochs gives the
 ``running`` accuracy since step 0, and differences between checks give the
 ``recent`` accuracy over the last ``window`` steps.
 
+After the target, divergence and budget checks, a pruning rule
+(``harness.pruning``, the stop rule's ``prune``) may end a trial whose
+optimistic projection cannot reach the target: status ``budget``, ``pruned``.
+
 The clock starts at the end of the first step (``startup_s`` is everything
 before it) and pauses while validating (``val_s``).
 """
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harness.pruning import PruneDecision, prune_check
 from harness.records import CurvePoint, TrialStatus
 from harness.schedules import schedule_lr
 from harness.specs import TrialSpec
@@ -82,6 +87,7 @@ class StopTracker:
         self.val_s = 0.0
         self.initial_loss = math.nan
         self.reached: CurvePoint | None = None
+        self.pruned: PruneDecision | None = None
 
     # -- clock
     def elapsed(self) -> float:
@@ -177,3 +183,7 @@ class StopTracker:
             self.status = TrialStatus.REACHED
         elif elapsed >= rule.budget_s:
             self.status = TrialStatus.BUDGET
+        elif rule.prune:
+            self.pruned = prune_check(rule.prune, self.curve, rule)
+            if self.pruned is not None:  # the verdict the full budget would give
+                self.status = TrialStatus.BUDGET

@@ -101,7 +101,7 @@ def test_find_lr_stores_curves_resumes_and_draws(write_grid, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--end", "1e-8"], "--end: must be above --start"),
+        (["--end", "1e-8"], "--end: must be above the start LR (1e-07)"),
         (["--optimizer", "lion"], "--optimizer: 'lion' is not in"),
         (["--steps", "3"], "--steps: must be >= 10"),
     ],

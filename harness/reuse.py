@@ -1,0 +1,163 @@
+"""Reuse a worker's compiled model across consecutive trials of the same setup.
+
+Building, compiling and tracing the first training (and prediction) step is
+most of a short trial's fixed cost, and a sweep's worker process (Ray Tune
+reuses actors) runs trial after trial of one model and optimizer at different
+learning rates. So the process keeps the last trial's compiled model, and a
+next trial whose traced step would be the same takes it instead of a fresh one.
+
+Reuse must not change a trial's numbers, so a reused model is reset to
+exactly the state a fresh build for the new trial would start from:
+
+- every model variable (weights, and the ``SeedGenerator`` states that drive
+  dropout) to the values a fresh build at the trial's seed gives, captured
+  once per seed (from the fresh build, or from a throwaway build of the model
+  for a seed not seen yet);
+- every optimizer variable (slots, iteration count) to its value before the
+  first update, then the learning rate variable to the trial's LR;
+- Python's and NumPy's random state to where a fresh build leaves them, and
+  TensorFlow's global seed (which seeds the ``tf.data`` shuffle) to the trial's;
+- the metrics (``fit`` also resets them each epoch).
+
+Only a constant learning rate is reused: a Keras schedule is an object whose
+parameters are traced into the step as constants, so a trial with a schedule
+is built fresh. ``tests/test_reuse.py`` checks that reused and fresh trials
+give the same curves.
+
+The cache holds one model and lives only as long as the Keras session that
+built it: ``clear_session`` (run before every fresh build, see
+``harness.trial``) invalidates it, so ``take`` drops it before that happens.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.specs import TrialSpec, is_constant, kwargs_json
+
+# The fields of a trial that decide its traced training step (the seed and the
+# LR are reset on the reused model, the stop rule is outside the step).
+KEY_FIELDS = (
+    "dataset",
+    "train_size",
+    "model",
+    "width",
+    "model_kwargs",
+    "optimizer",
+    "optimizer_kwargs",
+    "loss",
+    "batch_size",
+)
+
+
+def reuse_key(spec: TrialSpec) -> str | None:
+    """What a cached model must match for ``spec`` to reuse it; None when the
+    trial cannot reuse one (it has an LR schedule)."""
+    if not is_constant(spec.schedule):
+        return None
+    return kwargs_json({name: getattr(spec, name) for name in KEY_FIELDS})
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The state a fresh build at one seed starts training from."""
+
+    model: list[np.ndarray]  # model.variables, in order
+    python_rng: Any  # random.getstate() after the build
+    numpy_rng: Any  # np.random.get_state() after the build
+
+
+@dataclass
+class _Entry:
+    key: str
+    model: Any  # the compiled keras.Model
+    optimizer: list[np.ndarray]  # optimizer.variables before the first update
+    starts: dict[int, _Start] = field(default_factory=dict)
+
+
+class ModelCache:
+    """The compiled model of this process's last trial, kept for the next one."""
+
+    def __init__(self) -> None:
+        self._entry: _Entry | None = None
+
+    def take(self, spec: TrialSpec) -> Any | None:
+        """The cached model when ``spec`` may reuse it, else None, and the cache
+        is dropped (the caller then clears the Keras session and builds fresh)."""
+        key = reuse_key(spec)
+        if self._entry is not None and key is not None and self._entry.key == key:
+            return self._entry.model
+        self._entry = None
+        return None
+
+    def drop(self) -> None:
+        """Forget the cached model (after a failed trial: its state is unknown)."""
+        self._entry = None
+
+    def keep(self, spec: TrialSpec, model: Any) -> None:
+        """Remember a freshly built and compiled model, before its first step
+        (built right after ``keras.utils.set_random_seed(spec.seed)``).
+
+        Builds the optimizer's variables now (what ``fit`` would do first) so
+        that their initial values can be kept. Call it right after the build,
+        with the RNGs where the build left them.
+        """
+        key = reuse_key(spec)
+        if key is None:
+            self._entry = None
+            return
+        model.optimizer.build(model.trainable_variables)
+        self._entry = _Entry(key, model, _values(model.optimizer.variables))
+        self._entry.starts[spec.seed] = _capture(model)
+
+    def reset(self, spec: TrialSpec, model: Any, build: Callable[[], Any]) -> None:
+        """Seed the RNGs for ``spec`` and put the cached ``model`` in the state a
+        fresh build for it starts from. ``build()`` builds a fresh model of the
+        same setup (used once per new seed, with the RNGs seeded for it)."""
+        entry = self._entry
+        assert entry is not None and entry.model is model
+        start = entry.starts.get(spec.seed)
+        if start is None or _tf_global_seed() != spec.seed:
+            # Seeding only for a new seed or when TensorFlow's seed differs:
+            # setting it also clears TensorFlow's kernel cache, and the next
+            # step then spends ~0.1 s rebuilding it. Otherwise what seeding
+            # does is done below (Python's and NumPy's RNGs) or already done
+            # (TensorFlow's); the op-seed counter and Keras' global
+            # SeedGenerator it also resets drive nothing in a trial (dropout
+            # has its own SeedGenerator, reset with the weights).
+            import keras
+
+            keras.utils.set_random_seed(spec.seed)
+        if start is None:
+            start = entry.starts[spec.seed] = _capture(build())
+        for variable, value in zip(model.variables, start.model, strict=True):
+            variable.assign(value)
+        for variable, value in zip(model.optimizer.variables, entry.optimizer, strict=True):
+            variable.assign(value)
+        model.optimizer.learning_rate = float(spec.lr)
+        model.reset_metrics()
+        random.setstate(start.python_rng)
+        np.random.set_state(start.numpy_rng)
+
+
+def _tf_global_seed() -> int | None:
+    """TensorFlow's global seed in this process (None when unset)."""
+    from tensorflow.python.eager import context
+
+    return context.global_seed()
+
+
+def _values(variables: list[Any]) -> list[np.ndarray]:
+    return [np.array(v.numpy(), copy=True) for v in variables]
+
+
+def _capture(model: Any) -> _Start:
+    return _Start(_values(model.variables), random.getstate(), np.random.get_state())
+
+
+CACHE = ModelCache()  # this process's cache: a sweep worker runs its trials one at a time
