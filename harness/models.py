@@ -8,6 +8,7 @@ stays cheap.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import GridError
@@ -44,6 +45,22 @@ def import_keras_quietly() -> None:
         os.close(saved)
 
 
+# The unit counts that ``width`` scales in each family, at width 1 (the MLP's is
+# its ``hidden`` keyword). A width that rounds one of them below one unit is
+# refused by the grid, since the layer would not be what the width says.
+SCALED_UNITS = {
+    "tutorial_cnn": (32, 64),
+    "tiny_cnn": (4, 8, 14),
+    "keras_cnn": (32, 64, 256),
+}
+
+
+def scaled_units(name: str, width: float, kwargs: dict[str, Any] | None = None) -> list[int]:
+    """The sizes ``width`` gives the scaled layers of a family (unclamped)."""
+    bases = SCALED_UNITS.get(name) or ((kwargs or {}).get("hidden", 128),)
+    return [int(round(base * width)) for base in bases]
+
+
 def _scaled(base: int, width: float) -> int:
     return max(1, int(round(base * width)))
 
@@ -52,12 +69,13 @@ def tutorial_cnn(width: float) -> keras.Model:
     """TensorFlow's tutorial CNN (about 3.27M weights); width scales the conv filters."""
     from keras import layers
 
+    conv1, conv2 = SCALED_UNITS["tutorial_cnn"]
     return _sequential(
         "tutorial_cnn",
         [
-            layers.Conv2D(_scaled(32, width), 5, padding="same", activation="relu"),
+            layers.Conv2D(_scaled(conv1, width), 5, padding="same", activation="relu"),
             layers.MaxPooling2D(2),
-            layers.Conv2D(_scaled(64, width), 5, padding="same", activation="relu"),
+            layers.Conv2D(_scaled(conv2, width), 5, padding="same", activation="relu"),
             layers.MaxPooling2D(2),
             layers.Flatten(),
             layers.Dense(1024, activation="relu"),
@@ -74,15 +92,16 @@ def tiny_cnn(width: float) -> keras.Model:
     """
     from keras import layers
 
+    conv1, conv2, dense = SCALED_UNITS["tiny_cnn"]
     return _sequential(
         "tiny_cnn",
         [
-            layers.Conv2D(_scaled(4, width), 3, activation="relu"),
+            layers.Conv2D(_scaled(conv1, width), 3, activation="relu"),
             layers.MaxPooling2D(2),
-            layers.Conv2D(_scaled(8, width), 3, activation="relu"),
+            layers.Conv2D(_scaled(conv2, width), 3, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Flatten(),
-            layers.Dense(_scaled(14, width), activation="relu"),
+            layers.Dense(_scaled(dense, width), activation="relu"),
             layers.Dense(NUM_CLASSES, activation="softmax"),
         ],
     )
@@ -92,17 +111,18 @@ def keras_cnn(width: float) -> keras.Model:
     """The Keras-examples MNIST CNN; width scales the conv filters and dense units."""
     from keras import layers
 
+    conv1, conv2, dense = SCALED_UNITS["keras_cnn"]
     return _sequential(
         "keras_cnn",
         [
-            layers.Conv2D(_scaled(32, width), 3, activation="relu"),
+            layers.Conv2D(_scaled(conv1, width), 3, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Dropout(0.25),
-            layers.Conv2D(_scaled(64, width), 3, activation="relu"),
+            layers.Conv2D(_scaled(conv2, width), 3, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Dropout(0.25),
             layers.Flatten(),
-            layers.Dense(_scaled(256, width), activation="relu"),
+            layers.Dense(_scaled(dense, width), activation="relu"),
             layers.Dense(NUM_CLASSES, activation="softmax"),
         ],
     )
@@ -197,8 +217,9 @@ def optimizer_keywords(name: str) -> set[str]:
 
 
 def check_optimizers(grid: GridSpec) -> None:
-    """Check each optimizer's keywords against Keras, so a typo fails once, up
-    front, not in every trial."""
+    """Check each optimizer's keywords against Keras, then build it and take one
+    update with it, so a typo or a bad value fails once, up front, not in every
+    trial."""
     import_keras_quietly()
     for i, opt in enumerate(grid.optimizers):
         allowed = optimizer_keywords(opt.name)
@@ -209,6 +230,29 @@ def check_optimizers(grid: GridSpec) -> None:
                     f"optimizers[{i}].kwargs.{key}",
                     f"not a keyword of {opt.name}; allowed: {', '.join(sorted(allowed))}",
                 )
+        problem = _try_optimizer(opt.name, opt.kwargs)
+        if problem:
+            given = ", ".join(f"{k} = {v!r}" for k, v in opt.kwargs.items())
+            raise GridError(
+                grid.source,
+                f"optimizers[{i}].kwargs",
+                f"{opt.name} refuses {given}: {problem}",
+            )
+
+
+def _try_optimizer(name: str, kwargs: dict[str, Any]) -> str | None:
+    """Why Keras cannot build the optimizer and apply one update with it, or None."""
+    import keras
+
+    try:
+        optimizer = build_optimizer(name, 1e-3, kwargs)
+        weight = keras.Variable([[1.0, -1.0]])  # 2-D: some optimizers factor matrices
+        optimizer.apply_gradients([(keras.ops.ones_like(weight), weight)])
+    except Exception as exc:  # Keras raises ValueError, TypeError and TF's own errors
+        # TensorFlow's op errors carry the op's internal name in {{...}} and [Op:...]
+        text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", str(exc))
+        return " ".join(text.split())[:200] or type(exc).__name__
+    return None
 
 
 def build_optimizer(name: str, lr: Any, kwargs: dict[str, Any] | None = None) -> Any:

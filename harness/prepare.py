@@ -12,13 +12,13 @@ from pathlib import Path
 
 from harness.errors import GridError, LrbenchError
 from harness.grid import load_grid
-from harness.specs import GridSpec
+from harness.specs import MAX_TRIALS, GridSpec
 
 
-def prepare_grid(path: str | Path) -> GridSpec:
+def prepare_grid(path: str | Path, max_trials: int = MAX_TRIALS) -> GridSpec:
     """Read and validate a grid file, and choose its LRs from the earlier sweep
     when it says ``lr = { best = DIR }``."""
-    grid = load_grid(path)
+    grid = load_grid(path, max_trials)
     if grid.best_lr is None:
         return grid
     from analysis.bestlr import resolve_best_lrs

@@ -107,6 +107,8 @@ def parse_schedule(value: Any, source: str, path: str) -> dict[str, Any]:
 def _number(value: Any, source: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _error(source, where, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise _error(source, where, f"must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -39,6 +39,9 @@ def is_constant(schedule: dict[str, Any] | None) -> bool:
     return not schedule or schedule.get("name") == "constant"
 
 
+MAX_TRIALS = 100_000  # the default limit on a grid's trial count (--max-trials)
+
+
 @dataclass(frozen=True)
 class Setup:
     """What is trained, on what, with which optimizer: the fields a trial, a
@@ -279,6 +282,23 @@ class GridSpec:
             for bs in self.batch_sizes
             for opt in optimizers
         ]
+
+    def trial_count(self) -> int:
+        """How many trials ``expand`` gives at most, counted without building them
+        (``lr = { best }`` counts ``top_k`` LRs per optimizer)."""
+        if self.best_lr is not None and not self.chosen_lrs:
+            pairs = self.best_lr.top_k * len(self.optimizers)  # not resolved yet
+        else:
+            pairs = len(self.optimizer_lrs())
+        return (
+            len(self.datasets)
+            * sum(len(m.widths) for m in self.models)
+            * pairs
+            * len(self.batch_sizes)
+            * len(self.losses)
+            * len(self.schedules)
+            * len(self.seeds)
+        )
 
     def expand(self) -> list[TrialSpec]:
         """Every trial of the grid, in a fixed order, each once."""

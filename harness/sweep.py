@@ -19,7 +19,7 @@ from typing import Any
 
 from harness import sysinfo
 from harness.data import Dataset, load_dataset
-from harness.errors import FatalError, LrbenchError, one_line
+from harness.errors import FatalError, GridError, LrbenchError, one_line
 from harness.models import check_optimizers
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
 from harness.specs import GridSpec, TrialSpec
@@ -131,6 +131,52 @@ def init_ray(address: str | None, verbose: bool = False) -> bool:
     return True
 
 
+def check_data(grid: GridSpec, data: dict[str, Dataset]) -> None:
+    """Refuse a ``train_size`` above what a dataset holds, and a batch larger
+    than the training set (Keras would train on smaller batches than recorded)."""
+    for i, spec in enumerate(grid.datasets):
+        if spec.name not in data:
+            continue
+        held = len(data[spec.name].x_train)
+        if spec.train_size is not None and spec.train_size > held:
+            raise GridError(
+                grid.source,
+                f"datasets[{i}].train_size",
+                f"{spec.name} has {held:,} training examples, got {spec.train_size:,}",
+            )
+        n_train = min(held, spec.train_size or held)
+        for batch in grid.batch_sizes:
+            if batch > n_train:
+                raise GridError(
+                    grid.source,
+                    "batch_size",
+                    f"{batch} is larger than the {n_train:,} training examples of "
+                    f"{spec.name}; at most {n_train}",
+                )
+
+
+def check_resources(grid: GridSpec) -> None:
+    """Refuse per-trial CPUs or GPUs that no live Ray node has: Tune would wait
+    for them forever."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, label, need in (
+        ("cpus", "CPU", grid.resources.cpus),
+        ("gpus", "GPU", grid.resources.gpus),
+    ):
+        largest = max((n.get(label, 0.0) for n in nodes), default=0.0)
+        if need > largest:
+            total = sum(n.get(label, 0.0) for n in nodes)
+            raise GridError(
+                grid.source,
+                f"resources.{key}",
+                f"{need:g} per trial, but the largest Ray node has {largest:g} "
+                f"({total:g} in all, {len(nodes)} node{'s' if len(nodes) != 1 else ''}); "
+                f"at most {largest:g}",
+            )
+
+
 def _cluster_info() -> dict[str, Any]:
     import ray
 
@@ -168,6 +214,7 @@ def run_sweep(
         name: load_dataset(name, data_dir or grid.data_dir)
         for name in dict.fromkeys(t.dataset for t in pending)
     }
+    check_data(grid, data)
 
     # Our store is the record of the sweep: no Tune loggers, no Tune SIGINT handler
     # (Ctrl-C stops at once; finished trials are already stored).
@@ -181,6 +228,7 @@ def run_sweep(
 
         from harness.progress import SweepProgress
 
+        check_resources(grid)
         store.open_sweep(
             grid,
             {

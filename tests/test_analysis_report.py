@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.grid import parse_grid
 from harness.records import TrialStatus
 from harness.store import Store
 from tests import helpers
@@ -266,3 +267,55 @@ def test_report_draws_what_it_can_and_says_what_it_left_out(case, tmp_path):
         assert cells["time_median_s"].isna().all()
         best = pd.read_csv(report / "tables" / "optimizers.csv")["best_lr"]
         assert best.isna().all()
+
+
+@pytest.mark.slow
+def test_a_real_sweep_where_everything_diverged_to_nan(write_grid, tmp_path):
+    """Plain GD at absurd LRs: every loss turns NaN within an epoch. The report
+    says so instead of crashing, and ``lr = { best }`` on it is one line."""
+    from harness.grid import load_grid
+    from harness.sweep import run_sweep
+
+    grid = write_grid(
+        """
+        name = "all-nan"
+        models = ["tiny_cnn"]
+        optimizers = ["gd"]
+        lr = [1e5, 1e7]
+        [stop]
+        budget_s = 3600
+        max_epochs = 1
+        """
+    )
+    out = tmp_path / "sweep"
+    run_sweep(load_grid(grid), str(out))
+    curves = pd.read_parquet(out / "curves")
+    assert curves["train_loss"].isna().any()
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    assert NO_TIMES + " (2 diverged)" in (report / "index.html").read_text()
+
+    best = write_grid(
+        f'models = ["tiny_cnn"]\noptimizers = ["gd"]\nlr = {{ best = "{out}" }}\n', "best.toml"
+    )
+    result = CliRunner().invoke(app, ["show", str(best)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, lines
+    assert "lr.best: no optimizer of this grid succeeded in" in lines[0]
+
+
+def test_a_sweep_of_error_rows_or_none_yet(tmp_path):
+    out = tmp_path / "errors"
+    store = Store(str(out), grid_json={"name": "test"})
+    for lr in (0.01, 0.1):
+        store.write_trial(helpers.outcome(TrialStatus.ERROR, optimizer="adam", lr=lr))
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert NO_TIMES + " (2 ended in error)" in (tmp_path / "r" / "index.html").read_text()
+
+    empty = tmp_path / "empty"
+    Store(str(empty)).open_sweep(parse_grid(helpers.GRID, "test.toml"), {"host": "h"})
+    result = CliRunner().invoke(app, ["report", str(empty)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {empty}: no trials stored yet (trials/ is empty)"

@@ -109,7 +109,7 @@ def test_plan_reports_count_and_worst_case():
         ({"lr": []}, "lr", "is empty; give at least one learning rate"),
         ({"lr": {"start": 1e-3, "stop": 1}}, "lr.num", "is required for a log-spaced lr axis"),
         ({"lr": {"start": 1e-3, "stop": 1, "num": 0}}, "lr.num", "must be > 0"),
-        ({"lr": [0.1, -1]}, "lr", "learning rates must be positive numbers, got -1"),
+        ({"lr": [0.1, -1]}, "lr", "learning rates must be positive finite numbers, got -1"),
         ({"loss": "hinge"}, "loss", "unknown loss 'hinge'; allowed: crossentropy, mse"),
         ({"batch_size": 0}, "batch_size", "must be integers >= 1, got 0"),
         ({"resources": {"gpu": 1}}, "resources.gpu", "unknown key; allowed: cpus, gpus"),
