@@ -81,11 +81,25 @@ class Location:
         try:
             with self.fs.open_output_stream(tmp) as sink:
                 write(sink)
+            self._sync(tmp)  # the bytes are on disk before the name says they are
             self.fs.move(tmp, path)
+            self._sync(directory)  # and so is the rename
         except BaseException:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(tmp)
             raise
+
+    def _sync(self, path: str) -> None:
+        """fsync a local file or directory; object stores commit on close."""
+        if self.fs.type_name != "local":
+            return
+        import os
+
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def write_bytes(self, name: str, payload: bytes) -> None:
         """Write a file (a figure, a manifest) at ``name``, atomically."""

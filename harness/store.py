@@ -136,8 +136,14 @@ class Store(Location):
         return df
 
     def read_curves(self) -> pd.DataFrame:
-        """All stored curve points, ordered by trial and step."""
+        """All stored curve points of stored trials, ordered by trial and step.
+
+        A curve is written before its trial's row, so a kill between the two
+        leaves a curve with no row: it is ignored here, and replaced when the
+        trial runs again."""
         df = to_pandas(self.read_dataset(CURVES, curves_schema()))
+        ids = self.read_dataset(TRIALS, trials_schema(), ["trial_id"]).column("trial_id")
+        df = df[df["trial_id"].isin(set(ids.to_pylist()))]
         return df.sort_values(["trial_id", "step"], ignore_index=True)
 
     def finished(self) -> dict[str, str]:

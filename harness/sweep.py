@@ -97,15 +97,25 @@ def _fatal_stopper() -> Any:
     return _FatalStop()
 
 
-def init_ray(address: str | None, verbose: bool = False) -> bool:
-    """Start embedded local Ray (dashboard off, bound to localhost) or join ``address``.
+def ray_address(address: str | None) -> str | None:
+    """The cluster to join: ``--address``, else ``RAY_ADDRESS``, else None (embedded)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
+
+def init_ray(address: str | None, verbose: bool = False) -> bool:
+    """Start embedded local Ray (dashboard off, bound to localhost) or join ``address``
+    (``--address``, or ``RAY_ADDRESS`` when that is set).
+
+    Embedded Ray is started with ``address="local"``: a bare ``ray.init()`` would
+    join a cluster that ``ray start`` left running on this machine.
     Returns True when this call started Ray (so the caller shuts it down).
     """
     import ray
 
     if ray.is_initialized():
         return False
+    given = "--address" if address else "RAY_ADDRESS"
+    address = ray_address(address)
     kwargs: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": "INFO" if verbose else "ERROR",
@@ -116,13 +126,14 @@ def init_ray(address: str | None, verbose: bool = False) -> bool:
             ray.init(address=address, **kwargs)
         except ConnectionError as exc:
             raise LrbenchError(
-                f"--address {address}: cannot connect to the Ray cluster ({exc}); a cluster "
+                f"{given} {address}: cannot connect to the Ray cluster ({exc}); a cluster "
                 "with token authentication (Ray's default from 2.59) also needs "
                 "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token "
                 "from `ray get-auth-token`) here: see cluster/README.md"
             ) from None
     else:
         ray.init(
+            address="local",
             include_dashboard=False,
             dashboard_host="127.0.0.1",
             _node_ip_address="127.0.0.1",
@@ -200,6 +211,10 @@ def run_sweep(
     """Run every trial of ``grid`` not already stored in ``out``."""
     started = time.monotonic()
     trials = grid.expand()
+    if ray_address(address) and "://" not in out:
+        # workers resolve a relative path against their own directory: this one
+        # must name shared storage that every node mounts at the same path
+        out = os.path.abspath(out)
     store = Store(out)
     store.check_grid(grid)  # before any slow work
     check_optimizers(grid)
@@ -235,7 +250,7 @@ def run_sweep(
                 "host": sysinfo.host(),
                 "cpu": sysinfo.cpu_name(),
                 "versions": sysinfo.versions(),
-                "address": address,
+                "address": ray_address(address),
                 "trials": len(trials),
                 "pending": len(pending),
                 **_cluster_info(),

@@ -102,3 +102,33 @@ def test_schema_2_files_read_as_constant_schedule(tmp_path):
         table.replace_schema_metadata({**table.schema.metadata, SCHEMA_METADATA_KEY: b"2"}), path
     )
     assert store.read_trials()["schedule"].tolist() == ["constant"]
+
+
+def test_a_curve_without_its_row_is_ignored_and_replaced(tmp_path):
+    """A kill between a trial's curve and its row (the commit point) leaves an
+    orphan curve: readers ignore it, and the rerun's trial replaces it."""
+    store = Store(str(tmp_path))
+    kept, orphan = (helpers.outcome(lr=lr) for lr in (0.01, 0.02))
+    store.write_trial(kept)
+    store.write_trial(orphan)
+    (tmp_path / "trials" / f"{orphan.record.trial_id}.parquet").unlink()  # the kill
+
+    assert set(store.read_curves()["trial_id"]) == {kept.record.trial_id}
+    assert set(store.finished()) == {kept.record.trial_id}  # the orphan runs again
+    store.write_trial(orphan)
+    curves = store.read_curves()
+    assert curves.groupby("trial_id").size().to_dict() == {
+        kept.record.trial_id: len(kept.curve),
+        orphan.record.trial_id: len(orphan.curve),
+    }
+
+
+def test_local_writes_leave_no_temporary_file_and_are_synced(tmp_path, monkeypatch):
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    Store(str(tmp_path)).write_trial(helpers.outcome())
+    assert len(synced) == 4  # each of the two files, then its directory's rename
+    assert not [p for p in tmp_path.rglob(".*")]
