@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 NIGHTS = "nights"
 RUNS = "runs"
 RUN_INFO = "nightly.json"
+_LAYOUT = "date=YYYY-MM-DD/<run_id>.parquet"
 _PARTITION_FILE = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$")
 
 
@@ -39,10 +40,11 @@ class History(Location):
 
     def read(self) -> pd.DataFrame:
         """Every committed row, with ``date`` from the partition folder. A file
-        that is corrupt, misplaced or of another schema is an error naming it."""
+        that is corrupt or misplaced is moved to ``quarantine/``; one of another
+        schema is an error naming it."""
         import pyarrow as pa
 
-        self.files()  # a stray or misplaced file is named before anything is read
+        self.files()  # a stray or misplaced file is moved aside before anything is read
         table = self.read_dataset(
             NIGHTS, history_schema(), partition=pa.schema([("date", pa.string())])
         )
@@ -51,8 +53,8 @@ class History(Location):
         return df
 
     def files(self) -> list[str]:
-        """Paths of the committed run files, each checked to sit in a
-        ``date=YYYY-MM-DD`` folder."""
+        """Paths of the committed run files; any other file below ``nights/`` is
+        moved to ``quarantine/``."""
         from pyarrow import fs
 
         found = []
@@ -60,7 +62,10 @@ class History(Location):
             name = posixpath.basename(info.path)
             if info.type != fs.FileType.File or name.startswith((".", "_")):
                 continue
-            found.append(_check_partition_path(info.path))
+            if _PARTITION_FILE.search(info.path):
+                found.append(info.path)
+            else:
+                self.quarantine(info.path, f"not where a history file belongs ({NIGHTS}/{_LAYOUT})")
         return sorted(found)
 
     def committed(self) -> set[str]:
@@ -121,11 +126,3 @@ class History(Location):
         for run_id in old:
             self.delete_dir(posixpath.join(RUNS, run_id))
         return old
-
-
-def _check_partition_path(path: str) -> str:
-    if not _PARTITION_FILE.search(path):
-        raise StoreError(
-            f"{path}: not where a history file belongs ({NIGHTS}/date=YYYY-MM-DD/<run_id>.parquet)"
-        )
-    return path

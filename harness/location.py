@@ -2,11 +2,13 @@
 layer understands (``s3://``, ``gs://``, with query options such as
 ``?endpoint_override=...``), and the few operations the stores need on it.
 
-Writes are atomic (a hidden temporary name, renamed into place), so a reader
-never sees half a file. Dataset reads check each file's schema first and name
-the file that is corrupt. ``harness.store`` (a sweep's results) and
-``harness.history`` (a nightly history) build on this; nothing else in
-lrbench touches the filesystem of a store.
+Writes are atomic (a hidden temporary name, renamed into place, fsynced on
+local disks), so a reader never sees half a file. Dataset reads check each
+file's schema first; a file that cannot be read at all is moved aside to
+``quarantine/`` (nothing is deleted) and the read goes on without it.
+``harness.store`` (a sweep's results) and ``harness.history`` (a nightly
+history) build on this; nothing else in lrbench touches the filesystem of a
+store.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import sys
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError, one_line
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 
     import pandas as pd
     import pyarrow as pa
+
+
+QUARANTINE = "quarantine"  # where unreadable files are moved (``Location.quarantine``)
 
 
 def child(out: str, *parts: str) -> str:
@@ -144,35 +151,75 @@ class Location:
         columns: list[str] | None = None,
         partition: pa.Schema | None = None,
     ) -> pa.Table:
-        """Read a dataset folder with the given schema, checking every file's own
-        schema first; ``partition`` names hive partition columns (``date=...``)."""
+        """Read a dataset folder with the given schema; ``partition`` names hive
+        partition columns (``date=...``).
+
+        A file that is not Parquet, or is corrupt, truncated or empty, is moved
+        aside (``quarantine``) and the rest is read. A Parquet file of another
+        schema (an older or newer lrbench) is refused with a ``StoreError``
+        naming it and its columns."""
         import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+        from pyarrow.fs import FileType
 
         path = self.path(folder)
         if not self.exists(path):
             return schema.empty_table().select(columns) if columns else schema.empty_table()
         partitioning = ds.partitioning(partition, flavor="hive") if partition else None
         in_files = without(schema, partition.names if partition else [])
-        dataset = ds.dataset(
-            path, schema=schema, format="parquet", filesystem=self.fs, partitioning=partitioning
-        )
-        try:
-            for fragment in dataset.get_fragments():
-                check_schema(fragment.path, fragment.physical_schema, in_files)
-            return dataset.to_table(columns=columns)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(self._which_is_corrupt(dataset, exc)) from None
+        files = []
+        for info in self.entries(folder, recursive=True):
+            if info.type != FileType.File or info.base_name.startswith((".", "_")):
+                continue  # folders, and temporary files of writes in progress
+            if not info.base_name.endswith(".parquet"):
+                self.quarantine(info.path, "not a Parquet file")
+                continue
+            try:
+                physical = pq.read_schema(self.fs.open_input_file(info.path))
+            except Exception as exc:
+                self.quarantine(info.path, f"corrupt or unreadable Parquet ({one_line(exc)})")
+                continue
+            check_schema(info.path, physical, in_files)
+            files.append(info.path)
+        while True:
+            dataset = ds.dataset(
+                files,
+                schema=schema,
+                format="parquet",
+                filesystem=self.fs,
+                partitioning=partitioning,
+                partition_base_dir=path,
+            )
+            try:
+                return dataset.to_table(columns=columns)
+            except Exception as exc:  # a footer that reads, with data that does not
+                bad = self._which_is_corrupt(dataset)
+                if bad is None:
+                    raise StoreError(f"{self.out}: cannot read results ({one_line(exc)})") from None
+                self.quarantine(bad[0], f"corrupt Parquet data ({bad[1]})")
+                files.remove(bad[0])
 
-    def _which_is_corrupt(self, dataset: Any, exc: Exception) -> str:
-        """Name the file a dataset read failed on."""
+    def _which_is_corrupt(self, dataset: Any) -> tuple[str, str] | None:
+        """The first file of a dataset whose data cannot be read, and why."""
         for fragment in dataset.get_fragments():
             try:
                 fragment.to_table()
             except Exception as inner:
-                return f"{fragment.path}: corrupt or unreadable Parquet file ({one_line(inner)})"
-        return f"{self.out}: cannot read results ({exc})"
+                return fragment.path, one_line(inner)
+        return None
+
+    def quarantine(self, path: str, problem: str) -> str:
+        """Move a file that cannot be read to ``quarantine/`` under this location,
+        keeping its path and adding the time: nothing is deleted. Says so in one
+        line on stderr, and returns where it went."""
+        relative = path[len(self.root) :].lstrip("/") if path.startswith(self.root) else path
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = posixpath.join(self.root, QUARANTINE, f"{relative}.{stamp}")
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        self.fs.move(path, target)
+        where = self.uri(QUARANTINE, f"{relative}.{stamp}")
+        print(f"warning: {self.uri(relative)}: {problem}; moved to {where}", file=sys.stderr)
+        return target
 
 
 def without(schema: pa.Schema, names: list[str]) -> pa.Schema:

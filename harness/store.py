@@ -8,7 +8,9 @@ Layout (see ``docs/results.md``)::
     <out>/finder/<finder_id>.parquet   one row per update of an LR range test
 
 Each trial writes its own two files from the worker that ran it, curves first,
-so a stored trial row always has its curve. Files are written atomically
+so a stored trial row always has its curve. A file that cannot be read is
+moved to ``<out>/quarantine/`` (with its curve, a trial's row goes too), so
+the next run trains that trial again. Files are written atomically
 (``harness.location``): a crash loses at most the trials that were running.
 ``<out>`` may be a local path or a URI that pyarrow's filesystem layer
 understands (``s3://``, ``gs://``). The column declarations of every dataset
@@ -18,6 +20,7 @@ are in ``harness.schemas``.
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -117,6 +120,16 @@ class Store(Location):
             {"finished_at": now_iso(), "wall_s": round(wall_s, 3), "counts": counts}
         )
         self.write_json(MANIFEST, manifest)
+
+    def quarantine(self, path: str, problem: str) -> str:
+        """Move an unreadable file aside (``Location.quarantine``); a trial whose
+        curve goes loses its row too, so that the next run trains it again."""
+        target = super().quarantine(path, problem)
+        folder, name = posixpath.split(path)
+        row = self.path(TRIALS, name)
+        if posixpath.basename(folder) == CURVES and self.exists(row):
+            super().quarantine(row, "its curve could not be read, so the trial runs again")
+        return target
 
     # -- trials
     def write_trial(self, outcome: TrialOutcome) -> None:

@@ -129,18 +129,18 @@ def test_environment_changes_are_listed_per_night(tmp_path):
     assert list(env.loc["versions.tensorflow"]) == ["2.21.0", "2.21.0", "2.22.0"]
 
 
-def test_a_corrupt_or_misplaced_partition_file_is_named(tmp_path):
+def test_a_corrupt_or_misplaced_partition_file_is_moved_aside(tmp_path, capsys):
     history = history_of(tmp_path, quiet(2))
     root = tmp_path / "history" / "nights"
-    bad = root / "date=2026-11-02" / "run99.parquet"
-    bad.write_bytes(b"PAR1 not parquet")
-    with pytest.raises(StoreError, match=f"{bad}: corrupt or unreadable Parquet file"):
-        history.read()
-    bad.unlink()
-    stray = root / "run98.parquet"
-    stray.write_bytes(b"")
-    with pytest.raises(StoreError, match=r"run98.parquet: not where a history file belongs"):
-        history.read()
+    (root / "date=2026-11-02" / "run99.parquet").write_bytes(b"PAR1 not parquet")
+    (root / "run98.parquet").write_bytes(b"")
+    assert set(history.read()["run_id"]) == {"run01", "run02"}
+    warnings = capsys.readouterr().err
+    assert "run99.parquet: corrupt or unreadable Parquet" in warnings
+    assert "run98.parquet: not where a history file belongs" in warnings
+    moved = {p.name.split(".")[0] for p in (tmp_path / "history" / "quarantine").rglob("*.*")}
+    assert moved == {"run98", "run99"}
+    assert history.committed() == {"run01", "run02"}
 
 
 def test_a_night_is_never_rewritten_and_bad_requests_are_one_line(tmp_path):

@@ -115,3 +115,31 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
     assert [r["pending"] for r in runs] == [6, 6 - len(finished)]
     if sig == signal.SIGINT:  # (a crash mid-write may leave a hidden temporary file)
         assert not [p for p in out.rglob(".*")], "temporary files left behind"
+
+
+def test_a_corrupt_trial_file_is_moved_aside_and_the_trial_runs_again(tmp_path, write_grid):
+    grid = write_grid(
+        GRID.replace("lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]", "lr = [1e-6, 2e-6]")
+    )
+    out = tmp_path / "out"
+    first = _sweep(grid, out)
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    rows = sorted((out / "trials").glob("*.parquet"))
+    rows[0].write_bytes(b"")  # a disk that filled up, or a copy cut short
+    (out / "trials" / "README").write_text("a stray file")
+
+    report = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "report", str(out), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    warnings = [line for line in report.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and all("moved to" in w for w in warnings), report.stderr
+    assert len(list((out / "quarantine" / "trials").iterdir())) == 2  # nothing deleted
+
+    again = _sweep(grid, out)
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
+    assert "1 already stored, 1 run now" in output
+    assert len(pd.read_parquet(out / "trials")) == 2

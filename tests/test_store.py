@@ -51,14 +51,43 @@ def test_empty_store_reads_as_empty_tables(tmp_path):
     assert store.finished() == {} and store.read_manifest() is None
 
 
-def test_corrupt_parquet_file_is_named(tmp_path):
+def test_unreadable_files_are_moved_aside_and_their_trials_run_again(tmp_path, capsys):
+    store = Store(str(tmp_path))
+    kept, lost_row, lost_curve = (helpers.outcome(lr=lr) for lr in (0.01, 0.02, 0.03))
+    for outcome in (kept, lost_row, lost_curve):
+        store.write_trial(outcome)
+    row = tmp_path / "trials" / f"{lost_row.record.trial_id}.parquet"
+    row.write_bytes(row.read_bytes()[:-40])  # truncated: the footer is gone
+    (tmp_path / "curves" / f"{lost_curve.record.trial_id}.parquet").write_bytes(b"")
+    (tmp_path / "trials" / "notes.txt").write_text("a stray file")
+
+    assert set(store.finished()) == {kept.record.trial_id, lost_curve.record.trial_id}
+    assert set(store.read_curves()["trial_id"]) == {kept.record.trial_id}
+    assert set(store.finished()) == {kept.record.trial_id}  # both lost trials run again
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 4, warnings  # the row, the stray file, the curve and its row
+    assert all(w.startswith("warning: ") and "moved to" in w for w in warnings)
+    assert any(f"{row}: corrupt or unreadable Parquet" in w for w in warnings)
+    assert any("notes.txt: not a Parquet file" in w for w in warnings)
+    moved = sorted(p.name.split(".")[0] for p in (tmp_path / "quarantine").rglob("*.*"))
+    assert moved == sorted(
+        [lost_row.record.trial_id, lost_curve.record.trial_id, lost_curve.record.trial_id, "notes"]
+    )  # nothing deleted
+    store.write_trial(lost_row)  # the rerun
+    assert set(store.finished()) == {kept.record.trial_id, lost_row.record.trial_id}
+
+
+def test_a_file_of_another_schema_is_refused_not_moved(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     store = Store(str(tmp_path))
     store.write_trial(helpers.outcome())
-    bad = tmp_path / "trials" / "0123456789abcdef.parquet"
-    bad.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(StoreError) as info:
+    other = tmp_path / "trials" / "0123456789abcdef.parquet"
+    pq.write_table(pa.table({"trial_id": ["x"]}), other)
+    with pytest.raises(StoreError, match="0123456789abcdef.parquet"):
         store.read_trials()
-    assert str(bad) in str(info.value) and "corrupt" in str(info.value)
+    assert other.exists()
 
 
 def test_manifest_refuses_another_grids_directory(tmp_path):

@@ -66,7 +66,7 @@ def test_child_keeps_a_uris_query_last():
     assert child("/tmp/r/", "report") == "/tmp/r/report"
 
 
-def test_the_store_round_trips_on_s3_and_names_a_corrupt_object(s3):
+def test_the_store_round_trips_on_s3_and_quarantines_a_corrupt_object(s3, capsys):
     uri = s3("unit")
     base = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.1]}
     grid, other = parse_grid({**base, "name": "g"}, "g.toml"), parse_grid(base, "other.toml")
@@ -82,8 +82,11 @@ def test_the_store_round_trips_on_s3_and_names_a_corrupt_object(s3):
         Store(uri).check_grid(replace(other, lrs=(0.2,)))
     with store.fs.open_output_stream(f"{store.root}/trials/bad.parquet") as sink:
         sink.write(b"PAR1 not parquet")
-    with pytest.raises(StoreError, match="lrbench/unit/trials/bad.parquet: corrupt"):
-        store.read_trials()
+    assert len(store.read_trials()) == 2
+    err = capsys.readouterr().err
+    assert "lrbench/unit/trials/bad.parquet?" in err and ": corrupt or unreadable Parquet" in err
+    moved = store.entries("quarantine", recursive=True)
+    assert [m.base_name.split(".")[0] for m in moved if m.type.name == "File"] == ["bad"]
 
 
 def test_a_nightly_history_on_s3(s3):
