@@ -25,12 +25,13 @@ from harness.errors import StoreError, one_line
 from harness.schemas import check_schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import pandas as pd
     import pyarrow as pa
 
 
+LOCK = ".lock"  # held by the process writing a local directory (``Location.locked``)
 QUARANTINE = "quarantine"  # where unreadable files are moved (``Location.quarantine``)
 
 
@@ -107,6 +108,49 @@ class Location:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def locked(self, what: str) -> Iterator[None]:
+        """Hold ``<root>/.lock`` while ``what`` runs, so that a second process
+        aimed at the same local directory stops at once instead of doing the same
+        work and racing on the manifest. A lock left by a process that is gone
+        (on this host) is taken over. Object stores have no atomic create, so
+        there is no lock on a URI (see docs/results.md)."""
+        if self.fs.type_name != "local":
+            yield
+            return
+        import os
+
+        os.makedirs(self.root, exist_ok=True)
+        path = os.path.join(self.root, LOCK)
+        mine = json.dumps(
+            {"pid": os.getpid(), "host": _host(), "start": _start(os.getpid()), "what": what}
+        )
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is not None and _alive(holder):
+                    raise StoreError(
+                        f"{self.uri()}: in use by {holder.get('what', 'another run')} "
+                        f"(pid {holder.get('pid')} on {holder.get('host')}); wait for it to "
+                        f"finish, or use another --out. If that process is gone, remove "
+                        f"{self.uri(LOCK)}"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            break
+        else:
+            raise StoreError(f"{self.uri()}: could not take {LOCK}; another run is starting")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def write_bytes(self, name: str, payload: bytes) -> None:
         """Write a file (a figure, a manifest) at ``name``, atomically."""
@@ -220,6 +264,50 @@ class Location:
         where = self.uri(QUARANTINE, f"{relative}.{stamp}")
         print(f"warning: {self.uri(relative)}: {problem}; moved to {where}", file=sys.stderr)
         return target
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _start(pid: int) -> str | None:
+    """When a process started (Linux: jiffies since boot), to tell a live
+    holder from a new process that reuses its pid; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _read_lock(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None  # half written by a process killed at once: stale
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the process that wrote a lock still runs. One on another host
+    cannot be checked and counts as alive."""
+    import os
+
+    if holder.get("host") != _host():
+        return True
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = _start(pid)
+    return start is None or holder.get("start") is None or start == holder.get("start")
 
 
 def without(schema: pa.Schema, names: list[str]) -> pa.Schema:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ class Store(Location):
     def __init__(self, out: str, grid_json: dict[str, Any] | None = None) -> None:
         super().__init__(out)
         self.grid_json = grid_json
+        self.run_id: str | None = None  # this process's entry in the manifest's runs
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled into Ray workers: reopen there
         return (Store, (self.out, self.grid_json))
@@ -105,20 +107,23 @@ class Store(Location):
                 "created_at": now_iso(),
                 "runs": [],
             }
-        manifest["runs"].append({"started_at": now_iso(), "source": grid.source, **run_info})
+        self.run_id = uuid.uuid4().hex[:12]
+        manifest["runs"].append(
+            {"run_id": self.run_id, "started_at": now_iso(), "source": grid.source, **run_info}
+        )
         self.write_json(MANIFEST, manifest)
         self.grid_json = grid_json
         return manifest
 
     def close_run(self, wall_s: float, counts: dict[str, int]) -> None:
-        """Record the end of the latest run in the manifest: its wall time and
-        the store's counts by status."""
+        """Record the end of this store's run (``open_sweep``) in the manifest:
+        its wall time and the store's counts by status."""
         manifest = self.read_manifest()
-        if not manifest or not manifest.get("runs"):
+        if not manifest or self.run_id is None:
             return
-        manifest["runs"][-1].update(
-            {"finished_at": now_iso(), "wall_s": round(wall_s, 3), "counts": counts}
-        )
+        for run in manifest.get("runs", []):
+            if run.get("run_id") == self.run_id:
+                run.update({"finished_at": now_iso(), "wall_s": round(wall_s, 3), "counts": counts})
         self.write_json(MANIFEST, manifest)
 
     def quarantine(self, path: str, problem: str) -> str:

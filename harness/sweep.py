@@ -218,7 +218,20 @@ def run_sweep(
     store = Store(out)
     store.check_grid(grid)  # before any slow work
     check_optimizers(grid)
+    with store.locked(f"lrbench sweep {grid.source}"):
+        return _run_locked(grid, store, trials, started, address, data_dir, max_failures, verbose)
 
+
+def _run_locked(
+    grid: GridSpec,
+    store: Store,
+    trials: list[TrialSpec],
+    started: float,
+    address: str | None,
+    data_dir: str | None,
+    max_failures: int,
+    verbose: bool,
+) -> SweepResult:
     finished = store.finished()
     pending = [t for t in trials if t.trial_id not in finished]
     stored = len(trials) - len(pending)

@@ -143,3 +143,37 @@ def test_a_corrupt_trial_file_is_moved_aside_and_the_trial_runs_again(tmp_path, 
     assert again.returncode == 0, output
     assert "1 already stored, 1 run now" in output
     assert len(pd.read_parquet(out / "trials")) == 2
+
+
+def test_a_second_sweep_on_the_same_directory_stops_at_once(tmp_path, write_grid):
+    """Two sweeps on one --out would train the same trials and race on the
+    manifest: the second stops with one line while the first holds the lock,
+    a lock left by a process that is gone is taken over, and each run closes
+    its own manifest entry."""
+    grid, out = write_grid(GRID), tmp_path / "out"
+    first = _sweep(grid, out)
+    deadline = time.monotonic() + 240
+    while not (out / ".lock").exists():
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    other = write_grid(GRID.replace('"resume-test"', '"other"'), "other.toml")
+    for g in (grid, other):  # the same grid, or another aimed at the same new directory
+        second = _sweep(g, out)
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode == 2, output
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and f"{out}: in use by lrbench sweep {grid}" in errors[0]
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    assert not (out / ".lock").exists()
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = {"pid": int(gone.stdout), "host": __import__("socket").gethostname(), "start": "1"}
+    (out / ".lock").write_text(json.dumps(stale))
+    again = _sweep(grid, out)
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and "6 already stored, 0 run now" in output, output
+    runs = json.loads((out / "manifest.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["wall_s"] > 0 and runs[0]["run_id"]
