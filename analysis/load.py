@@ -37,8 +37,10 @@ class Results:
 
 def source_labels(paths: list[str]) -> list[str]:
     """Short, distinct labels for results directories: the last path component,
-    or as many trailing components as it takes to tell them apart."""
-    parts = [p.rstrip("/").replace("\\", "/").split("/") for p in paths]
+    or as many trailing components as it takes to tell them apart (a URI's
+    query options, which may hold credentials, are never part of one)."""
+    bare = [p.partition("?")[0] if "://" in p else p for p in paths]  # no query options
+    parts = [p.rstrip("/").replace("\\", "/").split("/") for p in bare]
     depth = 1
     while True:
         labels = ["/".join(p[-depth:]) for p in parts]
@@ -52,10 +54,10 @@ def source_labels(paths: list[str]) -> list[str]:
 
 def _check_directory(store: Store) -> None:
     if "://" not in store.out and not os.path.isdir(store.out):
-        raise StoreError(f"{store.out}: no such results directory")
+        raise StoreError(f"{store.shown()}: no such results directory")
     if not (store.has(MANIFEST) or store.has(TRIALS)):
         raise StoreError(
-            f"{store.out}: not an lrbench results directory (no {MANIFEST}, no {TRIALS}/); "
+            f"{store.shown()}: not an lrbench results directory (no {MANIFEST}, no {TRIALS}/); "
             "give the --out of an lrbench sweep"
         )
 

@@ -7,6 +7,8 @@ import html
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from harness.location import redact
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -61,7 +63,7 @@ def page(
         )
 
     sources = ", ".join(
-        f"<code>{html.escape(label)}</code> ({html.escape(path)})"
+        f"<code>{html.escape(label)}</code> ({html.escape(redact(path))})"
         for label, path in results.paths.items()
     )
     parts = [

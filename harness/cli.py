@@ -21,6 +21,7 @@ from harness.cli_common import (
     interrupted,
     notes,
     print_tables,
+    say,
 )
 from harness.cli_nightly import nightly
 from harness.errors import FatalError, LrbenchError
@@ -83,7 +84,7 @@ def sweep(
     except KeyboardInterrupt:
         raise interrupted("trials", target) from None
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    typer.echo(
+    say(
         f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
         f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}"
     )
@@ -114,7 +115,7 @@ def show(
         raise failed(exc) from None
     notes(spec)
     for line in plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus):
-        typer.echo(line)
+        say(line)
 
 
 @app.command("find-lr")
@@ -157,7 +158,7 @@ def find_lr(
     def done(i: int, n: int, outcome: FinderOutcome) -> None:
         run, last = outcome.spec, outcome.points[-1] if outcome.points else None
         where = f" at step {last.step}, lr {last.lr:.3g}" if last else ""
-        typer.echo(
+        say(
             f"[{i}/{n}] {run.label} on {run.model} x{run.width:g}, {run.dataset}: "
             f"stopped ({outcome.stop_reason}){where} in {outcome.wall_s:.1f}s"
         )
@@ -172,7 +173,7 @@ def find_lr(
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         stored = run_finders(spec, runs, target, data_dir or spec.data_dir, on_done=done)
         if stored:
-            typer.echo(f"{stored} of {len(runs)} range tests already stored in {target}")
+            say(f"{stored} of {len(runs)} range tests already stored in {target}")
         _finder_summary(target)
     except LrbenchError as exc:
         raise failed(exc) from None
@@ -187,9 +188,9 @@ def _finder_summary(target: str) -> None:
 
     summary = write_finder_summary(target)
     print_tables({"finder": finder_display(summary.compared, several=False)})
-    typer.echo(f"figure: {summary.figure}")
+    say(f"figure: {summary.figure}")
     if not summary.has_sweep:
-        typer.echo(
+        say(
             f"(no sweep in {target} yet: run `lrbench sweep` with the same --out to see "
             "each suggestion against the measured band)"
         )
@@ -229,7 +230,7 @@ def report(
     except LrbenchError as exc:
         raise failed(exc) from None
     print_tables(display_tables(written.tables))
-    typer.echo(f"report: {os.path.join(written.out, 'index.html')}")
+    say(f"report: {os.path.join(written.out, 'index.html')}")
 
 
 @app.command()
@@ -269,7 +270,7 @@ def replay(
     for rule in rules:
         summary = replay_summary(replay_rule(loaded.trials, loaded.curves, stops, rule), rule)
         for line in replay_lines(summary):
-            typer.echo(line)
+            say(line)
 
 
 app.command()(nightly)
@@ -280,7 +281,7 @@ def main() -> None:
     try:
         app()
     except LrbenchError as exc:  # raised outside a command's own handler
-        typer.echo(f"error: {exc}", err=True)
+        say(f"error: {exc}", err=True)
         sys.exit(1 if isinstance(exc, FatalError) else 2)
 
 

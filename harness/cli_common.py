@@ -28,9 +28,17 @@ OPTIONS = {
 }
 
 
+def say(message: str = "", err: bool = False) -> None:
+    """Print a line of the CLI's output, with the secrets of any URI in it
+    hidden (``harness.location.redact``): every command prints through here."""
+    from harness.location import redact
+
+    typer.echo(redact(message), err=err)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` and return the exit to raise (2: bad input)."""
-    typer.echo(f"error: {message}", err=True)
+    say(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
@@ -47,7 +55,7 @@ def failed(exc: LrbenchError) -> typer.Exit:
 
 def interrupted(what: str, target: str) -> typer.Exit:
     """Say where the finished work is kept after Ctrl-C; exit 130."""
-    typer.echo(
+    say(
         f"\ninterrupted: finished {what} are stored in {target}; run the same command to resume",
         err=True,
     )
@@ -60,9 +68,9 @@ def notes(spec: GridSpec) -> None:
     from harness.grid import grid_warnings
 
     for warning in grid_warnings(spec):
-        typer.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}", err=True)
     for skipped in spec.skipped:
-        typer.echo(f"note: skipped {skipped.text}", err=True)
+        say(f"note: skipped {skipped.text}", err=True)
 
 
 def print_tables(shown: dict) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness.cli_common import fail, failed, interrupted, notes
+from harness.cli_common import fail, failed, interrupted, notes, say
 from harness.errors import LrbenchError
 from harness.location import child
 
@@ -133,19 +133,19 @@ def _run_night(
     )
     result = night.sweep
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    typer.echo(
+    say(
         f"night {night.run_id}{' (resumed)' if night.resumed else ''}: {result.total} trials "
         f"({result.ran} run now) in {result.wall_s:.1f}s: {counts}; committed to {night.path}",
         err=True,
     )
     if result.unfinished:
-        typer.echo(
+        say(
             f"note: {result.unfinished} trials ended in error; the night is stored as "
             "incomplete and does not join later baselines",
             err=True,
         )
     for run_id in night.abandoned:
-        typer.echo(
+        say(
             f"note: run {run_id} was interrupted on another date (or grid) and never "
             f"committed; its finished trials stay in {child(history, 'runs', run_id)}",
             err=True,
@@ -158,7 +158,7 @@ def _prune(history: str, keep: int) -> None:
 
     pruned = History(history).prune_runs(keep)
     if pruned:
-        typer.echo(
+        say(
             f"removed the results directories of {len(pruned)} older runs (--keep-runs {keep}); "
             "their rows stay in the history",
             err=True,
@@ -177,7 +177,7 @@ def _judge_night(history: str, rules: Rules, run: str | None, summary: str | Non
     judgement = judge(store.read(), rules, run)
     index = nightly_report.write(store, judgement, rules)
     text = nightly_report.markdown(judgement, rules, index)
-    typer.echo(text)
+    say(text)
     if summary:
         try:
             with open(summary, "a") as f:

@@ -86,7 +86,7 @@ class History(Location):
 
         name = posixpath.join(NIGHTS, f"date={date}", f"{run_id}.parquet")
         if self.has(name):
-            raise StoreError(f"{self.uri(name)}: already committed; nights are never rewritten")
+            raise StoreError(f"{self.shown(name)}: already committed; nights are never rewritten")
         schema = without(history_schema(), ["date"])
         frame = trials.assign(run_id=run_id, **night)
         table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

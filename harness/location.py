@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +36,31 @@ LOCK = ".lock"  # held by the process writing a local directory (``Location.lock
 QUARANTINE = "quarantine"  # where unreadable files are moved (``Location.quarantine``)
 
 
+# Query options of a URI whose values are secrets (pyarrow's S3 and GCS options,
+# and the usual names of tokens and passwords).
+_SECRET_KEY = re.compile(
+    r"(secret|token|password|passwd|credential|access_key|signature|key)", re.I
+)
+# a value ends at the next option, at white space or a quote, or before the
+# ": " that follows a location in a message
+_QUERY_ITEM = re.compile(r"([?&])([^=&\s?#]+)=([^&\s#'\"<>]*?)(?=[&\s#'\"<>]|:\s|:$|$)")
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets of any URI in it hidden: query options that
+    carry a key, token or password, and ``user:password@`` before a host. Used
+    wherever a location is shown (console, errors, report pages, folder names)."""
+    if "://" not in text:
+        return text
+
+    def hide(m: re.Match[str]) -> str:
+        sep, key, value = m.groups()
+        return f"{sep}{key}={'***' if _SECRET_KEY.search(key) and value else value}"
+
+    return _USERINFO.sub(r"\1***@", _QUERY_ITEM.sub(hide, text))
+
+
 def child(out: str, *parts: str) -> str:
     """A path or URI below ``out``; a URI's query (``?endpoint_override=...``) stays last."""
     base, sep, query = out.partition("?") if "://" in out else (out, "", "")
@@ -51,7 +77,7 @@ def filesystem(out: str) -> tuple[Any, str]:
         try:
             return fs.FileSystem.from_uri(out)
         except Exception as exc:  # an unknown scheme, missing credentials ...
-            raise StoreError(f"{out}: cannot open results location ({exc})") from None
+            raise StoreError(redact(f"{out}: cannot open results location ({exc})")) from None
     return fs.LocalFileSystem(), os.path.abspath(out)
 
 
@@ -67,8 +93,12 @@ class Location:
         return posixpath.join(self.root, *parts)
 
     def uri(self, *parts: str) -> str:
-        """``parts`` below the location, as the user gave it (for messages)."""
+        """``parts`` below the location, as the user gave it."""
         return child(self.out, *parts)
+
+    def shown(self, *parts: str) -> str:
+        """``uri(*parts)`` with its secrets hidden: for messages and pages."""
+        return redact(self.uri(*parts))
 
     def exists(self, path: str) -> bool:
         """True when the filesystem path exists (a file or a folder)."""
@@ -121,6 +151,7 @@ class Location:
             return
         import os
 
+        created = not os.path.isdir(self.root)
         os.makedirs(self.root, exist_ok=True)
         path = os.path.join(self.root, LOCK)
         mine = json.dumps(
@@ -133,10 +164,10 @@ class Location:
                 holder = _read_lock(path)
                 if holder is not None and _alive(holder):
                     raise StoreError(
-                        f"{self.uri()}: in use by {holder.get('what', 'another run')} "
+                        f"{self.shown()}: in use by {holder.get('what', 'another run')} "
                         f"(pid {holder.get('pid')} on {holder.get('host')}); wait for it to "
                         f"finish, or use another --out. If that process is gone, remove "
-                        f"{self.uri(LOCK)}"
+                        f"{self.shown(LOCK)}"
                     ) from None
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)  # stale: its process is gone
@@ -145,12 +176,15 @@ class Location:
                 f.write(mine)
             break
         else:
-            raise StoreError(f"{self.uri()}: could not take {LOCK}; another run is starting")
+            raise StoreError(f"{self.shown()}: could not take {LOCK}; another run is starting")
         try:
             yield
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+            if created:  # a run refused before it wrote anything leaves no directory
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.root)
 
     def write_bytes(self, name: str, payload: bytes) -> None:
         """Write a file (a figure, a manifest) at ``name``, atomically."""
@@ -168,7 +202,7 @@ class Location:
             with self.fs.open_input_stream(self.path(name)) as f:
                 return json.loads(f.read().decode())
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.uri(name)}: unreadable JSON ({one_line(exc)})") from None
+            raise StoreError(f"{self.shown(name)}: unreadable JSON ({one_line(exc)})") from None
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         """Write ``data`` as indented JSON at ``name``, atomically."""
@@ -239,7 +273,9 @@ class Location:
             except Exception as exc:  # a footer that reads, with data that does not
                 bad = self._which_is_corrupt(dataset)
                 if bad is None:
-                    raise StoreError(f"{self.out}: cannot read results ({one_line(exc)})") from None
+                    raise StoreError(
+                        f"{self.shown()}: cannot read results ({one_line(exc)})"
+                    ) from None
                 self.quarantine(bad[0], f"corrupt Parquet data ({bad[1]})")
                 files.remove(bad[0])
 
@@ -261,8 +297,8 @@ class Location:
         target = posixpath.join(self.root, QUARANTINE, f"{relative}.{stamp}")
         self.fs.create_dir(posixpath.dirname(target), recursive=True)
         self.fs.move(path, target)
-        where = self.uri(QUARANTINE, f"{relative}.{stamp}")
-        print(f"warning: {self.uri(relative)}: {problem}; moved to {where}", file=sys.stderr)
+        where = self.shown(QUARANTINE, f"{relative}.{stamp}")
+        print(f"warning: {self.shown(relative)}: {problem}; moved to {where}", file=sys.stderr)
         return target
 
 

@@ -84,11 +84,12 @@ class Store(Location):
         if manifest is None:
             if self.has(TRIALS):
                 raise StoreError(
-                    f"{self.out}: has a trials/ folder but no {MANIFEST}; use an empty or new --out"
+                    f"{self.shown()}: has a trials/ folder but no {MANIFEST}; "
+                    "use an empty or new --out"
                 )
         elif manifest.get("grid_digest") != grid.digest:
             raise StoreError(
-                f"{self.out}: holds results of grid {manifest.get('name')!r} "
+                f"{self.shown()}: holds results of grid {manifest.get('name')!r} "
                 f"(digest {manifest.get('grid_digest')}), not of {grid.source} "
                 f"({grid.name!r}, digest {grid.digest}); use another --out"
             )

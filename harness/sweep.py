@@ -70,7 +70,7 @@ def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -
         try:
             store.write_trial(outcome)
         except Exception as exc:  # disk full, permission denied, no credentials ...
-            raise FatalError(f"{store.out}: cannot store results ({one_line(exc)})") from None
+            raise FatalError(f"{store.shown()}: cannot store results ({one_line(exc)})") from None
     except FatalError as exc:
         tune.report({FATAL: str(exc), "status": TrialStatus.ERROR.value})
         return

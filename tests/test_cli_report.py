@@ -81,11 +81,13 @@ def test_sweep_with_no_trials_yet(tmp_path):
     assert line.endswith("no trials stored yet (trials/ is empty)")
 
 
-def test_corrupt_parquet_file_is_named(store_dir):
+def test_a_corrupt_parquet_file_is_named_and_moved_aside(store_dir):
     bad = store_dir / "curves" / "ffffffffffffffff.parquet"
     bad.write_bytes(b"PAR1 not really parquet PAR1")
-    line = error_line(runner.invoke(app, ["report", str(store_dir)]))
-    assert str(bad) in line and "corrupt or unreadable Parquet file" in line
+    result = runner.invoke(app, ["report", str(store_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {bad}: corrupt or unreadable Parquet" in result.output
+    assert not bad.exists() and list((store_dir / "quarantine" / "curves").iterdir())
 
 
 def test_older_schema_names_the_file_and_the_missing_columns(store_dir):

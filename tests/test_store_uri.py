@@ -21,6 +21,7 @@ from tests import helpers
 from tests.helpers import CELLS, commit_night
 
 runner = CliRunner()
+SECRET = "do-not-show-0123456789"
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lrbench-test",
     "AWS_SECRET_ACCESS_KEY": "lrbench-test",
@@ -102,7 +103,9 @@ def test_a_nightly_history_on_s3(s3):
 
 
 @pytest.mark.slow
-def test_a_sweep_to_s3_resumes_and_reports(s3, write_grid, tmp_path):
+def test_a_sweep_to_s3_resumes_and_reports(s3, write_grid, tmp_path, monkeypatch):
+    """With credentials in the URI (``s3://KEY:SECRET@bucket/...``), which no
+    output may show: not the console, the errors, the page or folder names."""
     grid = write_grid(
         """
         name = "s3-test"
@@ -116,7 +119,7 @@ def test_a_sweep_to_s3_resumes_and_reports(s3, write_grid, tmp_path):
         max_epochs = 20
         """
     )
-    uri = s3("sweep")
+    uri = s3("sweep").replace("s3://", f"s3://lrbench-test:{SECRET}@")
     first = runner.invoke(app, ["sweep", str(grid), "--out", uri])
     assert first.exit_code == 0, first.output
     assert "2 trials (0 already stored, 2 run now)" in first.output
@@ -128,3 +131,31 @@ def test_a_sweep_to_s3_resumes_and_reports(s3, write_grid, tmp_path):
     assert report.exit_code == 0, report.output
     table = pd.read_csv(tmp_path / "report" / "tables" / "optimizers.csv")
     assert table.loc[0, "reached"] == 1
+    monkeypatch.chdir(tmp_path)  # the default report folder of a URI is under results/
+    default = runner.invoke(app, ["report", uri])
+    assert default.exit_code == 0, default.output
+    missing = runner.invoke(app, ["report", uri.replace("/sweep?", "/nothing-here?")])
+    assert missing.exit_code == 2 and "s3://***@lrbench/nothing-here" in missing.output
+    shown = [first.output, again.output, report.output, default.output, missing.output]
+    pages = [p.read_text() for p in tmp_path.rglob("*.html")]
+    names = [str(p) for p in tmp_path.rglob("*")]
+    assert len(pages) == 2 and "s3://***@lrbench/sweep" in pages[0]
+    assert not [text for text in shown + pages + names if SECRET in text]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("s3://KEY:SECRET@bucket/x?region=eu", "s3://***@bucket/x?region=eu"),
+        (
+            "error: gs://b/x?access_token=SECRET&scheme=http: cannot open",
+            "error: gs://b/x?access_token=***&scheme=http: cannot open",
+        ),
+        ("s3://b/x?endpoint_override=http://h:9000", "s3://b/x?endpoint_override=http://h:9000"),
+        ("results/paper?secret=1", "results/paper?secret=1"),  # a local path: nothing to hide
+    ],
+)
+def test_redact_hides_credentials_and_keeps_the_rest(text, shown):
+    from harness.location import redact
+
+    assert redact(text) == shown
