@@ -18,6 +18,7 @@ TITLES = {
     "optimizers": "Per optimizer",
     "union_band": "Union band: LRs where at least one optimizer succeeds",
     "devices": "Devices: trials ran on several; compare steps, not times, across them",
+    "conditions": "Warning: trials of one sweep ran under different conditions",
     "compare": "Comparison (ratios to the first results directory)",
     "shifts": "How the valley moves: each setup against its optimizer's reference",
     "finder": "LR range test: suggestions against the grid's measured band",
@@ -147,6 +148,10 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         )
         if not several:
             shown["devices"] = shown["devices"].drop(columns="source")
+    if "conditions" in built:
+        shown["conditions"] = built["conditions"]
+        if not several:
+            shown["conditions"] = shown["conditions"].drop(columns="source")
     if "scaling_fits" in built:
         shown["scaling"] = _scaling_display(built["scaling_fits"], several)
     if "shifts" in built:

@@ -59,6 +59,9 @@ def build_tables(results: Results, min_success: float = MIN_SUCCESS) -> dict[str
         built["compute_saved"] = saved
     if len(results.sources) > 1:
         built["compare"] = T.compare_sources(built["optimizers"], built["summary"], trials)
+    conditions = T.run_conditions(trials)
+    if (conditions["differs"] != "").any():
+        built["conditions"] = conditions
     if D.is_heterogeneous(trials):
         built["devices"] = D.device_table(trials)
         built["mixed_cells"] = D.mixed_cells(trials)

@@ -129,6 +129,18 @@ def page(
             table("finder"),
             links("finder"),
         ]
+    if "conditions" in shown:
+        varying = sorted({d for d in built["conditions"]["differs"] if d})
+        parts += [
+            "<h2>Conditions</h2>",
+            "<p class='note'><strong>Warning: one sweep mixes trials run under different "
+            f"conditions ({html.escape('; '.join(varying))}).</strong> A resume keeps the "
+            "trials already stored, whatever they ran under: a change of device, of "
+            "<code>[resources]</code>, of <code>--data-dir</code> or of a library version "
+            "between runs shows here. Each combination and its trial count:</p>",
+            table("conditions"),
+            links("conditions"),
+        ]
     if "devices" in shown:
         mixed = len(built["mixed_cells"])
         parts += [

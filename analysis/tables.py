@@ -163,6 +163,29 @@ def sweep_summary(trials: pd.DataFrame, manifests: dict[str, dict[str, Any]]) ->
     return pd.DataFrame(rows)
 
 
+# What a trial ran under, besides its setup: a resume may change any of these
+# while trial ids stay the same.
+CONDITIONS = ("device", "cpus", "gpus", "versions", "data_fingerprint")
+
+
+def run_conditions(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per source, each combination of ``CONDITIONS`` its trials ran under, with
+    the number of trials, and ``differs``: the conditions that vary within that
+    source (empty when it ran under one combination)."""
+    import pandas as pd
+
+    df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
+    present = [c for c in CONDITIONS if c in df.columns]
+    keyed = df[["source", *present]].astype("string").fillna("")
+    combos = keyed.value_counts(sort=False).rename("trials").reset_index()
+    varying = {
+        source: ", ".join(c for c in present if group[c].nunique() > 1)
+        for source, group in combos.groupby("source", sort=False)
+    }
+    combos["differs"] = combos["source"].map(varying)
+    return pd.DataFrame(combos)
+
+
 def compare_sources(
     table: pd.DataFrame, summary: pd.DataFrame, trials: pd.DataFrame
 ) -> pd.DataFrame:

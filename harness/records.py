@@ -114,6 +114,9 @@ class TrialRecord(Setup):
     cpus: float = 1.0
     gpus: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    # a hash of the prepared dataset the trial read (``Dataset.fingerprint``): it
+    # changes with the data files (``--data-dir``) or their preparation
+    data_fingerprint: str = ""
 
     @classmethod
     def from_spec(cls, spec: TrialSpec, status: TrialStatus, **measured: Any) -> TrialRecord:

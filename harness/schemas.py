@@ -33,6 +33,7 @@ ADDED_IN = {
     "pruned_at_s": 5,
     "pruned_at_step": 5,
     "reused": 5,
+    "data_fingerprint": 5,
 }
 
 

@@ -46,7 +46,9 @@ class SweepResult:
 FATAL = "fatal"  # the key of a trainable's report that stops the whole sweep
 
 
-def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -> None:
+def _trainable(
+    config: dict[str, Any], data: dict[str, Dataset], fingerprints: dict[str, str], store: Store
+) -> None:
     """Ray Tune's function trainable: run one trial, store it, report its summary.
 
     A ``FatalError`` (the store cannot be written, the device is missing) is
@@ -65,7 +67,11 @@ def _trainable(config: dict[str, Any], data: dict[str, Dataset], store: Store) -
         outcome = run_trial(
             spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0), gpus=assigned.get("GPU", 0.0)
         )
-        where = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+        where = {
+            "node_id": context.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+            "data_fingerprint": fingerprints[spec.dataset],
+        }
         outcome = replace(outcome, record=replace(outcome.record, **where))
         try:
             store.write_trial(outcome)
@@ -272,7 +278,12 @@ def _run_locked(
         progress = SweepProgress(len(trials), stored, Counter(finished.values()))
         fatal = _fatal_stopper()
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, data=data, store=store),
+            tune.with_parameters(
+                _trainable,
+                data=data,
+                fingerprints={name: d.fingerprint() for name, d in data.items()},
+                store=store,
+            ),
             {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
         )
         with tempfile.TemporaryDirectory(prefix="lrbench-tune-") as tune_dir:

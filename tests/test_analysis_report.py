@@ -319,3 +319,39 @@ def test_a_sweep_of_error_rows_or_none_yet(tmp_path):
     result = CliRunner().invoke(app, ["report", str(empty)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {empty}: no trials stored yet (trials/ is empty)"
+
+
+@pytest.mark.slow
+def test_a_resume_under_other_resources_is_shown_and_warned(write_grid, tmp_path):
+    """Trial ids do not change with ``[resources]``: a resume with more CPUs
+    keeps the stored trials, and the report says the sweep mixes conditions."""
+    text = """
+        name = "mixed"
+        datasets = [{ name = "mnist5k", train_size = 500 }]
+        models = ["tiny_cnn"]
+        optimizers = ["gd"]
+        lr = [1e-6, 2e-6]
+        [stop]
+        budget_s = 3600
+        max_epochs = 1
+        [resources]
+        cpus = CPUS
+        """
+    out, report = tmp_path / "sweep", tmp_path / "report"
+    grid = write_grid(text.replace("CPUS", "1"))
+    assert CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)]).exit_code == 0
+    next((out / "trials").glob("*.parquet")).unlink()  # one trial to run again
+    grid = write_grid(text.replace("CPUS", "2"))
+    result = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)])
+    assert "1 already stored, 1 run now" in result.output, result.output
+    trials = pd.read_parquet(out / "trials")
+    assert sorted(trials.cpus) == [1.0, 2.0] and trials.data_fingerprint.nunique() == 1
+
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "one sweep mixes trials run under different conditions (cpus)"
+        in (report / "index.html").read_text()
+    )
+    conditions = pd.read_csv(report / "tables" / "conditions.csv")
+    assert sorted(conditions.cpus) == [1.0, 2.0] and (conditions.trials == 1).all()
