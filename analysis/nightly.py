@@ -7,7 +7,8 @@ Vocabulary (see ``docs/nightly.md``):
 - A night is **good** when it is complete: every trial of its grid finished
   (none ended in ``error``).
 - A night's **baseline** is the last ``baseline_nights`` good nights before it
-  with the same grid (digest) on the same device. Without one (the first night,
+  with the same grid (digest) on the same device, leaving out nights that were
+  themselves judged regressions unless accepted (``baseline_of``). Without one (the first night,
   a changed grid, a new device) nothing is judged and nothing is a regression.
 - **Cells** are those of ``analysis.cells``: a series at one LR, its trials
   pooled over seeds and, in the baseline, over nights. A cell's outcome is
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from analysis import cells as C
 from analysis.labels import label_series
 from analysis.nightly_compare import (
+    Finding,
     all_cells_findings,
     band_findings,
     cell_findings,
@@ -33,7 +35,7 @@ from analysis.nightly_compare import (
     compare_cells,
     findings_frame,
 )
-from analysis.nightly_noise import KEY, Rules, night_cells, noise
+from analysis.nightly_noise import KEY, Rules, flip_shares, night_cells, noise
 from harness.errors import LrbenchError, ParamError
 from harness.records import STATUSES
 
@@ -110,14 +112,19 @@ def _frame(records: list[Night]) -> pd.DataFrame:
 
 def night_records(history: pd.DataFrame) -> list[Night]:
     """One ``Night`` per committed run, oldest first: its identity, grid,
-    revision, whether it is complete, its device (from its environment, else
-    its trials' most common), trial counts by status, and its environment."""
+    revision, whether it is complete, its device key (the ``--device-class`` it
+    ran with, else the device string of its environment, else its trials' most
+    common), trial counts by status, and its environment."""
     records = []
     for run_id, group in history.groupby("run_id", sort=False):
         first = group.iloc[0]
         env = json.loads(first["env"]) if isinstance(first["env"], str) and first["env"] else {}
         counts = group["status"].value_counts()
-        device = env.get("device") or (group["device"].mode().iloc[0] if len(group) else "")
+        device = (
+            env.get("device_class")
+            or env.get("device")
+            or (group["device"].mode().iloc[0] if len(group) else "")
+        )
         records.append(
             Night(
                 run_id=run_id,
@@ -223,10 +230,66 @@ def _no_baseline_note(earlier: pd.DataFrame, night: Night) -> str:
     )
 
 
+def _findings(
+    history: pd.DataFrame, run_id: str, baseline: list[str], rules: Rules
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[Finding]]:
+    """Night ``run_id`` against ``baseline``: its cells, bands, noise thresholds
+    and findings."""
+    tonight = night_cells(history[history["run_id"] == run_id], rules.min_success)
+    thresholds = noise(history, baseline, rules)
+    flips = flip_shares(history, baseline, rules)
+    base = night_cells(history[history["run_id"].isin(baseline)], rules.min_success)
+    cells = compare_cells(base, tonight, thresholds, rules.floor_seconds, flips)
+    bands = compare_bands(base, tonight, flips)
+    found = [
+        *cell_findings(cells, thresholds),
+        *all_cells_findings(cells, thresholds),
+        *band_findings(bands),
+    ]
+    return cells, bands, thresholds, found
+
+
+def baseline_of(
+    history: pd.DataFrame,
+    same: pd.DataFrame,
+    rules: Rules,
+    accepted: frozenset[str] = frozenset(),
+) -> tuple[list[str], list[str]]:
+    """The baseline for the night after ``same`` (the earlier nights of its grid
+    and device, oldest first), and the nights left out as regressions.
+
+    Nights are taken in order: a complete night joins the pool of good nights,
+    unless the pool already holds ``baseline_nights`` nights (a full baseline,
+    whose noise is known) and, judged against it, the night is a regression. An
+    accepted night (``lrbench nightly --accept``) joins even so, and starts the
+    pool anew. The baseline is the last ``baseline_nights`` of the pool. So a run
+    of regressed nights cannot shift the baseline until one of them is accepted."""
+    pool: list[str] = []
+    left_out: list[str] = []
+    for night in same.itertuples(index=False):
+        if not night.complete:
+            continue
+        if night.run_id in accepted:
+            pool = [night.run_id]
+            continue
+        baseline = pool[-rules.baseline_nights :]
+        if len(baseline) == rules.baseline_nights:  # while it fills, every good night joins
+            found = _findings(history, night.run_id, baseline, rules)[3]
+            if any(f.verdict == "regression" for f in found):
+                left_out.append(night.run_id)
+                continue
+        pool.append(night.run_id)
+    return pool[-rules.baseline_nights :], left_out
+
+
 def judge(
-    history: pd.DataFrame, rules: Rules | None = None, run_id: str | None = None
+    history: pd.DataFrame,
+    rules: Rules | None = None,
+    run_id: str | None = None,
+    accepted: frozenset[str] | set[str] = frozenset(),
 ) -> Judgement:
-    """Judge one night of ``history`` (default: the latest) against its baseline."""
+    """Judge one night of ``history`` (default: the latest) against its baseline:
+    the good nights before it that were not regressions (``baseline_of``)."""
     import pandas as pd
 
     rules = rules or Rules()
@@ -238,16 +301,16 @@ def judge(
     same = earlier[
         (earlier["grid_digest"] == night.grid_digest) & (earlier["device"] == night.device)
     ]
-    baseline = list(same.loc[same["complete"], "run_id"].tail(rules.baseline_nights))
+    baseline, left_out = baseline_of(history, same, rules, frozenset(accepted))
     shown_nights = pd.concat([same, all_nights.iloc[[at]]], ignore_index=True)
     tonight_trials = history[history["run_id"] == night.run_id]
-    tonight = night_cells(tonight_trials, rules.min_success)
     context = all_nights.iloc[max(0, at - max(len(baseline), 1)) : at + 1]
     env = env_changes(context)
     trend_frame = trend(history, list(shown_nights["run_id"]), rules.min_success)
-    thresholds = noise(history, baseline, rules)
     if not baseline:
+        thresholds = noise(history, baseline, rules)
         empty = night_cells(tonight_trials.iloc[0:0], rules.min_success)
+        tonight = night_cells(tonight_trials, rules.min_success)
         return Judgement(
             night=night,
             baseline=[],
@@ -260,14 +323,7 @@ def judge(
             env=env,
             trend=trend_frame,
         )
-    base = night_cells(history[history["run_id"].isin(baseline)], rules.min_success)
-    cells = compare_cells(base, tonight, thresholds, rules.floor_seconds)
-    bands = compare_bands(base, tonight)
-    found = [
-        *cell_findings(cells, thresholds),
-        *all_cells_findings(cells, thresholds),
-        *band_findings(bands),
-    ]
+    cells, bands, thresholds, found = _findings(history, night.run_id, baseline, rules)
     dates = same[same["run_id"].isin(baseline)]["date"]
     span = (
         dates.iloc[0] if dates.iloc[0] == dates.iloc[-1] else f"{dates.iloc[0]} .. {dates.iloc[-1]}"
@@ -276,6 +332,12 @@ def judge(
         f"the median of {len(baseline)} good night{'s' if len(baseline) > 1 else ''} ({span}) "
         f"of grid {night.grid!r} on {night.device}"
     )
+    if left_out:
+        note += (
+            f"; {len(left_out)} earlier night{'s' if len(left_out) > 1 else ''} judged a "
+            f"regression left out ({', '.join(left_out[-3:])}{', ...' if len(left_out) > 3 else ''}"
+            "): `lrbench nightly --accept RUN_ID` makes a night the start of a new baseline"
+        )
     return Judgement(
         night=night,
         baseline=baseline,

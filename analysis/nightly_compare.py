@@ -2,7 +2,9 @@
 
 - **Regressions**: a cell whose baseline outcome is ``reached`` and tonight's is
   not (``status``); a series whose success band lost an LR at either edge
-  (``band``); a cell's time or steps to target above the baseline's by more
+  (``band``), unless that cell's own outcome flipped in the baseline nights
+  (then it is a ``change``: the history says the cell is at its band's edge);
+  a cell's time or steps to target above the baseline's by more
   than the noise threshold (``time``, ``steps``), and the same for the median
   change over all cells (``all cells``). The mirror images are improvements.
 - A cell's time must also move by more than ``floor_seconds``: sub-second
@@ -66,16 +68,36 @@ def _status_verdict(before: Any, after: Any) -> str:
 
 
 def compare_cells(
-    base: pd.DataFrame, tonight: pd.DataFrame, thresholds: pd.DataFrame, floor_seconds: float = 0.0
+    base: pd.DataFrame,
+    tonight: pd.DataFrame,
+    thresholds: pd.DataFrame,
+    floor_seconds: float = 0.0,
+    flips: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per cell: the baseline's outcome, reached count, time and steps beside
     tonight's, the relative changes, and a verdict per kind (``status``,
-    ``time``, ``steps``: ``regression``, ``improvement``, ``change`` or ``""``)."""
+    ``time``, ``steps``: ``regression``, ``improvement``, ``change`` or ``""``).
+
+    ``flips`` (``analysis.nightly_noise.flip_shares``) gives each cell's share
+    of baseline nights whose own outcome differed from the baseline's: a cell
+    that flipped there is at the edge of its band, so its status changing
+    tonight is a ``change``, not a regression or an improvement."""
     keep = [*KEY, "n", "n_reached", "n_error", "outcome", "time_median_s", "steps_median"]
     merged = base[keep].merge(tonight[keep], on=KEY, how="outer", suffixes=("_base", ""))
+    if flips is not None and len(flips):
+        merged = merged.merge(flips[[*KEY, "flip_share"]], on=KEY, how="left")
+    else:
+        merged["flip_share"] = math.nan
     merged["status"] = [
-        _status_verdict(b, a)
-        for b, a in zip(merged["outcome_base"], merged["outcome"], strict=True)
+        "change" if verdict and share > 0 else verdict
+        for verdict, share in zip(
+            (
+                _status_verdict(b, a)
+                for b, a in zip(merged["outcome_base"], merged["outcome"], strict=True)
+            ),
+            merged["flip_share"].fillna(0.0),
+            strict=True,
+        )
     ]
     cell = thresholds[thresholds["scope"] == "cell"].set_index("metric")
     reached = TrialStatus.REACHED.value
@@ -112,7 +134,12 @@ def cell_findings(cells: pd.DataFrame, thresholds: pd.DataFrame) -> list[Finding
                     before=row.outcome_base,
                     after=row.outcome,
                     message=f"{where}: {row.outcome_base} -> {row.outcome} (baseline: reached "
-                    f"in {int(row.n_reached_base)} of {base_finished} trials)",
+                    f"in {int(row.n_reached_base)} of {base_finished} trials"
+                    + (
+                        f"; its outcome flipped on {row.flip_share:.0%} of the baseline nights)"
+                        if row.flip_share > 0
+                        else ")"
+                    ),
                 )
             )
         for metric, (column, words) in METRICS.items():
@@ -174,13 +201,22 @@ def band_text(low: float, high: float) -> str:
     return f"{fmt_lr(low)} .. {fmt_lr(high)}"
 
 
-def compare_bands(base: pd.DataFrame, tonight: pd.DataFrame) -> pd.DataFrame:
+def compare_bands(
+    base: pd.DataFrame, tonight: pd.DataFrame, flips: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per series: the baseline's success band and tonight's, the change of
     width in decades, and a ``verdict``: ``regression`` when the band lost an
-    LR at either edge (or vanished), ``improvement`` when it only grew."""
+    LR at either edge (or vanished), ``improvement`` when it only grew; a
+    ``change`` when every edge cell that moved flipped in the baseline nights
+    (``flips``, as for ``compare_cells``)."""
     keep = [*SERIES, "lr_low", "lr_high", "decades"]
     merged = band(base)[keep].merge(
         band(tonight)[keep], on=SERIES, how="outer", suffixes=("_base", "")
+    )
+    flipped = (
+        {(r.series, r.lr) for r in flips.itertuples(index=False) if r.flip_share > 0}
+        if flips is not None and len(flips)
+        else set()
     )
     verdicts = []
     for row in merged.itertuples(index=False):
@@ -188,7 +224,9 @@ def compare_bands(base: pd.DataFrame, tonight: pd.DataFrame) -> pd.DataFrame:
         if math.isnan(lo0):
             verdicts.append("" if math.isnan(lo1) else "improvement")
         elif math.isnan(lo1) or lo1 > lo0 or hi1 < hi0:
-            verdicts.append("regression")
+            lost = [lr for lr, gone in ((lo0, lo1 > lo0), (hi0, hi1 < hi0)) if gone]
+            noisy = lost and all((row.series, lr) in flipped for lr in lost)
+            verdicts.append("change" if noisy else "regression")
         else:
             verdicts.append("improvement" if lo1 < lo0 or hi1 > hi0 else "")
     merged["verdict"] = verdicts

@@ -117,3 +117,23 @@ def noise(history: pd.DataFrame, baseline: list[str], rules: Rules) -> pd.DataFr
         for scope, values in (("cell", per_cell), ("all cells", per_night))
     ]
     return pd.DataFrame(rows)
+
+
+def flip_shares(history: pd.DataFrame, baseline: list[str], rules: Rules) -> pd.DataFrame:
+    """Per cell (``KEY``), ``flip_share``: the share of baseline nights whose own
+    outcome differs from the outcome of all baseline nights pooled. Empty with
+    fewer than two baseline nights."""
+    import pandas as pd
+
+    if len(baseline) < 2:
+        return pd.DataFrame(columns=[*KEY, "flip_share"])
+    pooled = night_cells(history[history["run_id"].isin(baseline)], rules.min_success)
+    pooled = pooled[[*KEY, "outcome"]]
+    differs = []
+    for run_id in baseline:
+        one = night_cells(history[history["run_id"] == run_id], rules.min_success)
+        merged = pooled.merge(one[[*KEY, "outcome"]], on=KEY, how="left", suffixes=("", "_night"))
+        differs.append((merged["outcome"] != merged["outcome_night"]).to_numpy())
+    out = pooled[KEY].copy()
+    out["flip_share"] = sum(d.astype(float) for d in differs) / len(baseline)
+    return out.reset_index(drop=True)

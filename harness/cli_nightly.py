@@ -75,6 +75,20 @@ def nightly(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Ray's and workers' logs.")] = False,
+    device_class: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare tonight with earlier nights of this device class (a name you "
+            "choose, e.g. ci-2core) instead of the exact device string.",
+        ),
+    ] = None,
+    accept: Annotated[
+        str | None,
+        typer.Option(
+            help="Accept this night (a run id) as it is, regressions included: it starts a "
+            "new baseline. Runs and judges nothing else.",
+        ),
+    ] = None,
 ) -> None:
     """Nightly benchmark: run GRID as tonight's night of the history (resuming an
     interrupted run of the same date), judge it against the median of the last
@@ -85,6 +99,13 @@ def nightly(
     rules = Rules(baseline_nights, k, floor_time, floor_steps, floor_seconds, min_success)
     try:
         rules.check()
+        if accept is not None:
+            if grid is not None or compare_only:
+                raise fail(
+                    "--accept records a decision and runs nothing: no GRID, no --compare-only"
+                )
+            _accept(history, accept)
+            return
         if compare_only and grid is not None:
             raise fail("--compare-only runs nothing: give no GRID")
         if not compare_only and grid is None:
@@ -94,7 +115,9 @@ def nightly(
         if keep_runs is not None and compare_only:
             raise fail("--keep-runs prunes after tonight's run: not with --compare-only")
         if grid is not None:
-            run = _run_night(grid, history, revision, address, data_dir, max_failures, verbose)
+            run = _run_night(
+                grid, history, revision, address, data_dir, max_failures, verbose, device_class
+            )
             if keep_runs is not None:
                 _prune(history, keep_runs)
         verdict = _judge_night(history, rules, run, summary)
@@ -114,6 +137,7 @@ def _run_night(
     data_dir: str | None,
     max_failures: int,
     verbose: bool,
+    device_class: str | None,
 ) -> str:
     from harness.prepare import prepare_grid
 
@@ -130,6 +154,7 @@ def _run_night(
         max_failures=max_failures,
         verbose=verbose,
         revision=revision,
+        device_class=device_class,
     )
     result = night.sweep
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
@@ -165,6 +190,17 @@ def _prune(history: str, keep: int) -> None:
         )
 
 
+def _accept(history: str, run_id: str) -> None:
+    from harness.history import History
+
+    store = History(history)
+    store.accept(run_id)
+    say(
+        f"accepted {run_id}: nights after it are judged against a baseline that starts "
+        "with it (nights before it no longer count)"
+    )
+
+
 def _judge_night(history: str, rules: Rules, run: str | None, summary: str | None) -> str:
     import matplotlib
 
@@ -174,7 +210,7 @@ def _judge_night(history: str, rules: Rules, run: str | None, summary: str | Non
     from harness.history import History
 
     store = History(history)
-    judgement = judge(store.read(), rules, run)
+    judgement = judge(store.read(), rules, run, store.accepted())
     index = nightly_report.write(store, judgement, rules)
     text = nightly_report.markdown(judgement, rules, index)
     say(text)

@@ -2,6 +2,7 @@
 
     <root>/nights/date=YYYY-MM-DD/<run_id>.parquet   one row per trial of a run
     <root>/runs/<run_id>/                            that run's results directory
+    <root>/accepted/<run_id>.json                    a night accepted as a new baseline
     <root>/report/                                   the latest judgement
 
 A run's trials go to its own results directory while it runs (so an
@@ -16,10 +17,10 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import StoreError
+from harness.errors import ParamError, StoreError
 from harness.location import Location, to_pandas, without
 from harness.schemas import history_schema
-from harness.store import metadata
+from harness.store import metadata, now_iso
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 NIGHTS = "nights"
 RUNS = "runs"
 RUN_INFO = "nightly.json"
+ACCEPTED = "accepted"
 _LAYOUT = "date=YYYY-MM-DD/<run_id>.parquet"
 _PARTITION_FILE = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$")
 
@@ -67,6 +69,23 @@ class History(Location):
             else:
                 self.quarantine(info.path, f"not where a history file belongs ({NIGHTS}/{_LAYOUT})")
         return sorted(found)
+
+    def accept(self, run_id: str) -> None:
+        """Record that night ``run_id`` is accepted as it is: it starts a new
+        baseline (``analysis.nightly.baseline_of``). One small file per decision
+        under ``accepted/``, written once."""
+        if run_id not in self.committed():
+            known = ", ".join(sorted(self.committed())[-5:]) or "none"
+            raise ParamError("accept", f"{run_id} is not in the history (latest: {known})")
+        self.write_json(f"{ACCEPTED}/{run_id}.json", {"run_id": run_id, "accepted_at": now_iso()})
+
+    def accepted(self) -> set[str]:
+        """Run ids accepted with ``accept``."""
+        return {
+            posixpath.basename(info.path).removesuffix(".json")
+            for info in self.entries(ACCEPTED)
+            if info.path.endswith(".json")
+        }
 
     def committed(self) -> set[str]:
         """Run ids already in the history dataset."""

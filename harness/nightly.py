@@ -61,10 +61,12 @@ def run_night(
     verbose: bool = False,
     revision: str | None = None,
     now: datetime | None = None,
+    device_class: str | None = None,
 ) -> NightRun:
     """Run ``grid`` as tonight's night of the history at ``history_root`` and
     commit it. ``revision`` names the code under test (default: the git commit
-    of the working directory)."""
+    of the working directory); ``device_class``, when given, is the device key
+    nights are compared by (``analysis.nightly.night_records``)."""
     import pandas as pd
 
     from harness import sysinfo
@@ -109,6 +111,8 @@ def run_night(
         "grid_source": grid.source,
         "address": address,
     }
+    if device_class:  # nights are compared by this instead of the exact device string
+        env["device_class"] = device_class
     night = {
         "run_started_at": pd.Timestamp(info["started_at"]),
         "grid_digest": grid.digest,

@@ -111,6 +111,7 @@ def commit_night(
     device: str = "cpu: x",
     complete: bool = True,
     versions: dict[str, str] | None = None,
+    device_class: str | None = None,
 ) -> None:
     """Commit a hand-made night (no training) to a ``harness.store.History``."""
     import json
@@ -126,6 +127,8 @@ def commit_night(
     ]
     trials = pd.DataFrame(rows).assign(started_at=started, device=device)
     env = {"device": device, "versions": versions or {"tensorflow": "2.21.0"}}
+    if device_class:
+        env["device_class"] = device_class
     night = {
         "run_started_at": started,
         "grid_digest": digest,

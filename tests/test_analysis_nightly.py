@@ -189,3 +189,46 @@ def test_a_sub_second_cell_must_also_move_by_more_than_floor_seconds(tmp_path):
     assert judge(history.read()).verdict == "clean"
     strict = judge(history.read(), Rules(floor_seconds=0.1))
     assert strict.regressions[["kind", "lr"]].values.tolist() == [["time", 0.03]]
+
+
+def _edge(night, reached=True):
+    """A night whose gd at 0.3 (the band's upper edge) reached, or ran out of budget."""
+    cells = dict(night)
+    if not reached:
+        cells[("gd", 0.3)] = ("budget", 0.0, 200)
+    return cells
+
+
+def test_a_cell_that_flips_in_the_history_is_a_change_not_a_regression(tmp_path):
+    """A cell at its band's edge reaches on some nights and not on others: its
+    flip tonight is judged against that flip rate, not flagged."""
+    flaky = [_edge(n, reached=i % 3 != 1) for i, n in enumerate(quiet(6))]  # 2 of 6 flip
+    tonight = _edge(CELLS, reached=False)
+    verdict = judge(history_of(tmp_path / "flaky", [*flaky, tonight]).read())
+    assert verdict.verdict == "clean", verdict.regressions
+    changes = verdict.findings[verdict.findings["verdict"] == "change"]
+    assert set(changes["kind"]) == {"status", "band"}
+    assert "flipped on 33% of the baseline nights" in changes["message"].str.cat()
+
+    steady = judge(history_of(tmp_path / "steady", [*quiet(6), tonight]).read())
+    assert steady.verdict == "regression"
+    assert set(steady.regressions["kind"]) == {"status", "band"}
+
+
+def test_a_device_class_joins_nights_whose_device_strings_differ(tmp_path):
+    """CI runners' CPU models vary: by device string, tonight has no baseline;
+    under one device class, it is judged."""
+    history = History(str(tmp_path / "history"))
+    for day, cells in enumerate(quiet(5), 1):
+        model = "cpu: Xeon 8370C" if day % 2 else "cpu: EPYC 7763"
+        commit_night(history, f"run{day:02d}", cells, day=day, device=model)
+    commit_night(history, "run06", CELLS, day=6, device="cpu: Xeon 8272CL")
+    assert judge(history.read()).verdict == "no baseline"
+
+    classed = History(str(tmp_path / "classed"))
+    for day, cells in enumerate([*quiet(5), CELLS], 1):
+        model = "cpu: Xeon 8370C" if day % 2 else "cpu: EPYC 7763"
+        commit_night(classed, f"run{day:02d}", cells, day=day, device=model, device_class="ci")
+    verdict = judge(classed.read())
+    assert verdict.verdict == "clean" and len(verdict.baseline) == 5
+    assert verdict.night.device == "ci"

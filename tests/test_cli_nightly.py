@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from analysis.nightly import judge
 from harness.cli import app
 from harness.history import History
-from tests.helpers import CELLS, commit_night, history_of, quiet, scaled
+from tests.helpers import CELLS, REACHED, commit_night, history_of, quiet, scaled
 
 runner = CliRunner()
 
@@ -45,7 +45,10 @@ def test_two_real_nights_then_a_resumed_one(write_grid, tmp_path):
     summary = tmp_path / "summary.md"
     # timing noise is not under test here: only the status of these robust cells
     loose = ["--floor-time", "10", "--floor-steps", "10", "--summary", str(summary)]
-    args = ["nightly", str(grid), "--history", str(root), "--revision", "rev-under-test", *loose]
+    args = [
+        "nightly", str(grid), "--history", str(root), "--revision", "rev-under-test",
+        "--device-class", "test-box", *loose,
+    ]  # fmt: skip
 
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
@@ -65,6 +68,7 @@ def test_two_real_nights_then_a_resumed_one(write_grid, tmp_path):
     assert sorted(p.stem for p in partition.glob("*.parquet")) == sorted(runs)
     env = json.loads(history["env"].iloc[0])
     assert env["versions"]["tensorflow"] and env["device"].startswith("cpu")
+    assert env["device_class"] == "test-box"
     assert len(env["data"]["mnist5k"]) == 16
 
     verdict = judge(history)
@@ -162,9 +166,40 @@ def test_the_shipped_nightly_grid_and_schedules():
     steps = workflow["jobs"]["nightly"]["steps"]
     runs = " ".join(step.get("run", "") for step in steps)
     assert "lrbench nightly grids/nightly.toml" in runs and "$GITHUB_STEP_SUMMARY" in runs
-    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
-    assert uploads and all(s.get("if") == "always()" for s in uploads)
+    uploads = {
+        s["with"]["name"]: s.get("if", "")
+        for s in steps
+        if str(s.get("uses", "")).startswith("actions/upload-artifact")
+    }
+    # the history: only after a good download and a completed night (0 clean, 1
+    # regression), only on the default branch; the report: always
+    history_if = uploads["${{ env.ARTIFACT }}"]
+    assert "steps.fetch.outcome == 'success'" in history_if
+    assert "steps.night.outputs.code == '1'" in history_if and "default_branch" in history_if
+    assert uploads["lrbench-nightly-report"] == "always()"
+    assert "--device-class" in runs and "head_branch" in runs
 
     script = Path("scheduling/nightly.sh")
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     assert "lrbench nightly" in script.read_text()
+
+
+def test_regressed_nights_stay_out_of_the_baseline_until_accepted(tmp_path):
+    """Six nights three times slower after five quiet ones (a full baseline of
+    five): each is a regression, however many follow, since regressions do not
+    join the baseline; accepting the first of them starts a new baseline, and
+    the latest is clean again."""
+    slow = scaled(CELLS, dict.fromkeys(REACHED, 3.0))
+    history = history_of(tmp_path, [*quiet(5), *[slow] * 6])
+    judge_again = ["nightly", "--history", history.out, "--compare-only", "--baseline-nights", "5"]
+    judged = runner.invoke(app, judge_again)
+    assert judged.exit_code == 1, judged.output
+    assert "5 earlier nights judged a regression left out" in judged.output
+
+    bad = runner.invoke(app, ["nightly", "--history", history.out, "--accept", "run99"])
+    assert bad.exit_code == 2 and "--accept: run99 is not in the history" in bad.output
+    accepted = runner.invoke(app, ["nightly", "--history", history.out, "--accept", "run06"])
+    assert accepted.exit_code == 0 and "accepted run06" in accepted.output
+    judged = runner.invoke(app, judge_again)
+    assert judged.exit_code == 0, judged.output
+    assert "the median of 5 good nights" in judged.output and "left out" not in judged.output
