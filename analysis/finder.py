@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.cells import MIN_SUCCESS
 from analysis.labels import labelled, optimizer_rank, value_text
 from analysis.tables import optimizer_table
+from harness.specs import TRAINING_FIELDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,17 +31,7 @@ RULES = ("steepest", "min/10", "valley")
 SKIP_START = 10
 # The finder's setup columns; a grid series with the same values (and a
 # constant schedule) is the ground truth for its suggestions.
-SETUP = (
-    "dataset",
-    "train_size",
-    "model",
-    "width",
-    "model_kwargs",
-    "optimizer",
-    "optimizer_kwargs",
-    "loss",
-    "batch_size",
-)
+SETUP = TRAINING_FIELDS
 
 
 def steepest(lr: np.ndarray, loss: np.ndarray, skip_start: int = SKIP_START) -> float:

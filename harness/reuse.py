@@ -38,21 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.specs import TrialSpec, is_constant, kwargs_json
-
-# The fields of a trial that decide its traced training step (the seed and the
-# LR are reset on the reused model, the stop rule is outside the step).
-KEY_FIELDS = (
-    "dataset",
-    "train_size",
-    "model",
-    "width",
-    "model_kwargs",
-    "optimizer",
-    "optimizer_kwargs",
-    "loss",
-    "batch_size",
-)
+from harness.specs import TRAINING_FIELDS, TrialSpec, is_constant, kwargs_json
 
 
 def reuse_key(spec: TrialSpec) -> str | None:
@@ -60,7 +46,8 @@ def reuse_key(spec: TrialSpec) -> str | None:
     trial cannot reuse one (it has an LR schedule)."""
     if not is_constant(spec.schedule):
         return None
-    return kwargs_json({name: getattr(spec, name) for name in KEY_FIELDS})
+    # the seed and the LR are reset on a reused model; the stop rule is outside the step
+    return kwargs_json({name: getattr(spec, name) for name in TRAINING_FIELDS})
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,10 @@ class Setup:
 
 
 SETUP_FIELDS = tuple(f.name for f in fields(Setup))
+# The setup fields that decide what a run trains, less its seed: a range test
+# and a grid trial with equal values are the same setup, and trials with equal
+# values can share a compiled model (``harness.reuse``).
+TRAINING_FIELDS = tuple(f for f in SETUP_FIELDS if f not in ("sweep", "seed"))
 
 
 @dataclass(frozen=True)
