@@ -162,6 +162,11 @@ class Location:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _read_lock(path)
+                if holder is None and _age_s(path) < 5:  # being written by a run starting now
+                    raise StoreError(
+                        f"{self.shown()}: another run is starting here; wait for it to finish, "
+                        "or use another --out"
+                    ) from None
                 if holder is not None and _alive(holder):
                     raise StoreError(
                         f"{self.shown()}: in use by {holder.get('what', 'another run')} "
@@ -176,7 +181,7 @@ class Location:
                 f.write(mine)
             break
         else:
-            raise StoreError(f"{self.shown()}: could not take {LOCK}; another run is starting")
+            raise StoreError(f"{self.shown()}: another run is starting here; use another --out")
         try:
             yield
         finally:
@@ -253,7 +258,8 @@ class Location:
                 self.quarantine(info.path, "not a Parquet file")
                 continue
             try:
-                physical = pq.read_schema(self.fs.open_input_file(info.path))
+                with self.fs.open_input_file(info.path) as f:
+                    physical = pq.read_schema(f)
             except Exception as exc:
                 self.quarantine(info.path, f"corrupt or unreadable Parquet ({one_line(exc)})")
                 continue
@@ -316,6 +322,16 @@ def _start(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def _age_s(path: str) -> float:
+    import os
+    import time
+
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _read_lock(path: str) -> dict[str, Any] | None:
