@@ -34,8 +34,11 @@ notebook: $(STAMP)
 	$(BIN)/papermill analysis/analysis.ipynb $(NOTEBOOK_OUT) --cwd $(CURDIR) -p results "$(RESULTS)"
 	@echo "executed notebook: $(NOTEBOOK_OUT)"
 
+# Two test processes, each file kept in one (--dist loadfile): most real-run tests
+# wait on Ray's start and on subprocesses. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness analysis tests benchmarks

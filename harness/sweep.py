@@ -223,8 +223,8 @@ def run_sweep(
         out = os.path.abspath(out)
     store = Store(out)
     store.check_grid(grid)  # before any slow work
-    check_optimizers(grid)
-    with store.locked(f"lrbench sweep {grid.source}"):
+    with store.locked(f"lrbench sweep {grid.source}"):  # a second sweep here stops at once
+        check_optimizers(grid)
         return _run_locked(grid, store, trials, started, address, data_dir, max_failures, verbose)
 
 

@@ -281,7 +281,7 @@ def test_a_real_sweep_where_everything_diverged_to_nan(write_grid, tmp_path):
         name = "all-nan"
         models = ["tiny_cnn"]
         optimizers = ["gd"]
-        lr = [1e5, 1e7]
+        lr = [1e7]
         [stop]
         budget_s = 3600
         max_epochs = 1
@@ -294,7 +294,7 @@ def test_a_real_sweep_where_everything_diverged_to_nan(write_grid, tmp_path):
     report = tmp_path / "report"
     result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
     assert result.exit_code == 0, result.output
-    assert NO_TIMES + " (2 diverged)" in (report / "index.html").read_text()
+    assert NO_TIMES + " (1 diverged)" in (report / "index.html").read_text()
 
     best = write_grid(
         f'models = ["tiny_cnn"]\noptimizers = ["gd"]\nlr = {{ best = "{out}" }}\n', "best.toml"

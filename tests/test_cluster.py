@@ -173,7 +173,7 @@ def test_ray_address_joins_the_cluster_and_no_address_stays_embedded(cluster, wr
     its own local Ray even while a cluster runs on this machine (a bare
     ``ray.init()`` would join that cluster)."""
     address, _, _ = cluster
-    grid = write_grid(GRID.format(lrs="[1e-6, 2e-6]", epochs=2))
+    grid = write_grid(GRID.format(lrs="[1e-6]", epochs=1))
     runs = {}
     for name, extra in (("embedded", {}), ("env", {"RAY_ADDRESS": address})):
         env = {k: v for k, v in ENV.items() if k != "RAY_ADDRESS"} | extra

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
 
 pytestmark = pytest.mark.slow
 
@@ -77,8 +80,19 @@ def _finished(out, names):
     return {f"{i}.parquet" for i in rows.loc[rows.status != "error", "trial_id"]}, list(rows.status)
 
 
+def _refused_while_held(grid, out):
+    """A second sweep on a directory whose sweep is running stops at once, one line."""
+    second = _sweep(grid, out)
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"{out}: in use by lrbench sweep {grid}" in errors[0]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
 def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_grid, sig):
+    """Also: while the sweep runs, its lock turns a second sweep on the same
+    directory away; after a crash the stale lock is taken over."""
     grid, out = write_grid(GRID), tmp_path / "out"
     proc = _sweep(grid, out)
     deadline = time.monotonic() + 240
@@ -86,6 +100,8 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "no trial finished in time"
         time.sleep(0.2)
+    if sig == signal.SIGINT:
+        _refused_while_held(grid, out)
     if sig == signal.SIGKILL:  # a crash takes the driver and its Ray processes at once
         for pid in _session(proc.pid):
             os.kill(pid, signal.SIGKILL)
@@ -96,6 +112,7 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
         assert proc.returncode == 130, output
         assert "run the same command to resume" in output
     _wait_gone(proc.pid)
+    assert (out / ".lock").exists() == (sig == signal.SIGKILL)  # a crash leaves it behind
     before = _stored(out)
     finished, statuses = _finished(out, before)
     assert 2 <= len(finished) < 6, statuses
@@ -113,67 +130,26 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
     assert set(trials.status) == {"budget"}
     runs = json.loads((out / "manifest.json").read_text())["runs"]
     assert [r["pending"] for r in runs] == [6, 6 - len(finished)]
+    assert "wall_s" in runs[-1] and runs[-1]["run_id"]  # each run closes its own entry
+    assert not (out / ".lock").exists()
     if sig == signal.SIGINT:  # (a crash mid-write may leave a hidden temporary file)
         assert not [p for p in out.rglob(".*")], "temporary files left behind"
+    else:
+        _corrupt_then_report_and_rerun(grid, out, tmp_path / "report")
 
 
-def test_a_corrupt_trial_file_is_moved_aside_and_the_trial_runs_again(tmp_path, write_grid):
-    grid = write_grid(
-        GRID.replace("lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]", "lr = [1e-6, 2e-6]")
-    )
-    out = tmp_path / "out"
-    first = _sweep(grid, out)
-    output, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, output
+def _corrupt_then_report_and_rerun(grid, out, report):
+    """A truncated row and a stray file: the report moves both aside with one
+    line each and draws the rest; the next sweep trains that one trial again."""
     rows = sorted((out / "trials").glob("*.parquet"))
-    rows[0].write_bytes(b"")  # a disk that filled up, or a copy cut short
+    rows[0].write_bytes(rows[0].read_bytes()[:-40])
     (out / "trials" / "README").write_text("a stray file")
-
-    report = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "report", str(out), "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stderr
-    warnings = [line for line in report.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 2 and all("moved to" in w for w in warnings), report.stderr
+    result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and all("moved to" in w for w in warnings), result.output
     assert len(list((out / "quarantine" / "trials").iterdir())) == 2  # nothing deleted
-
     again = _sweep(grid, out)
     output, _ = again.communicate(timeout=300)
-    assert again.returncode == 0, output
-    assert "1 already stored, 1 run now" in output
-    assert len(pd.read_parquet(out / "trials")) == 2
-
-
-def test_a_second_sweep_on_the_same_directory_stops_at_once(tmp_path, write_grid):
-    """Two sweeps on one --out would train the same trials and race on the
-    manifest: the second stops with one line while the first holds the lock,
-    a lock left by a process that is gone is taken over, and each run closes
-    its own manifest entry."""
-    grid, out = write_grid(GRID), tmp_path / "out"
-    first = _sweep(grid, out)
-    deadline = time.monotonic() + 240
-    while not (out / ".lock").exists():
-        assert first.poll() is None, first.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    other = write_grid(GRID.replace('"resume-test"', '"other"'), "other.toml")
-    for g in (grid, other):  # the same grid, or another aimed at the same new directory
-        second = _sweep(g, out)
-        output, _ = second.communicate(timeout=120)
-        assert second.returncode == 2, output
-        errors = [line for line in output.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1 and f"{out}: in use by lrbench sweep {grid}" in errors[0]
-    output, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, output
-    assert not (out / ".lock").exists()
-
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    stale = {"pid": int(gone.stdout), "host": __import__("socket").gethostname(), "start": "1"}
-    (out / ".lock").write_text(json.dumps(stale))
-    again = _sweep(grid, out)
-    output, _ = again.communicate(timeout=300)
-    assert again.returncode == 0 and "6 already stored, 0 run now" in output, output
-    runs = json.loads((out / "manifest.json").read_text())["runs"]
-    assert len(runs) == 1 and runs[0]["wall_s"] > 0 and runs[0]["run_id"]
+    assert again.returncode == 0 and "5 already stored, 1 run now" in output, output
+    assert len(pd.read_parquet(out / "trials")) == 6
