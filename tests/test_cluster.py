@@ -29,6 +29,9 @@ ENV = {
     "RAY_AUTH_MODE": "token",
     "RAY_AUTH_TOKEN": secrets.token_hex(32),
     "RAY_USAGE_STATS_ENABLED": "0",
+    # the head's Ray Client proxy gives a client's server this long to come up
+    # (Ray's default, 30 s, is too short on a loaded 2-core machine)
+    "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "300",
 }
 
 GRID = """
