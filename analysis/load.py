@@ -83,7 +83,7 @@ def load_results(paths: list[str] | str) -> Results:
         t = store.read_trials()
         if t.empty:
             raise StoreError(f"{path}: no trials stored yet ({TRIALS}/ is empty)")
-        c = store.read_curves()
+        c = store.read_curves(set(t["trial_id"]))
         t.insert(0, "source", label)
         c.insert(0, "source", label)
         trials.append(t)

@@ -321,22 +321,16 @@ def _name(top: _Table, default: str) -> str:
     return name
 
 
-def _seed_count(top: _Table) -> int:
-    """How many seeds the grid gives, without building a repeat count's range."""
+def _seeds(top: _Table) -> range | tuple[int, ...]:
+    """The grid's seeds; a repeat count stays a lazy ``range``, so the trial cap
+    can count it before anything is built."""
     value = top.get("seeds", [0])
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise top.error("seeds", f"a repeat count must be >= 1, got {value}")
         if value > MAX_SEED + 1:
             raise top.error("seeds", f"a repeat count must be <= {MAX_SEED + 1}, got {value}")
-        return value
-    return len(_ints(top, "seeds", [0], minimum=0, maximum=MAX_SEED))
-
-
-def _seeds(top: _Table) -> tuple[int, ...]:
-    value = top.get("seeds", [0])
-    if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(value))
+        return range(value)
     return _ints(top, "seeds", [0], minimum=0, maximum=MAX_SEED)
 
 
@@ -414,7 +408,8 @@ def parse_grid(
         stop=_stop(top),
         resources=_resources(top),
     )
-    n_seeds = _seed_count(top)
+    seeds = _seeds(top)
+    n_seeds = len(seeds)
     trials = grid.trial_count() * n_seeds
     if trials > max_trials:
         raise GridError(
@@ -423,7 +418,7 @@ def parse_grid(
             f"the grid has {trials:,} trials, above the limit of {max_trials:,} "
             "(raise it with --max-trials)",
         )
-    return replace(grid, seeds=_seeds(top))
+    return replace(grid, seeds=tuple(seeds))
 
 
 def load_grid(path: str | Path, max_trials: int = MAX_TRIALS) -> GridSpec:

@@ -154,15 +154,18 @@ class Store(Location):
         df["schedule"] = df["schedule"].fillna("constant")
         return df
 
-    def read_curves(self) -> pd.DataFrame:
+    def read_curves(self, trial_ids: set[str] | None = None) -> pd.DataFrame:
         """All stored curve points of stored trials, ordered by trial and step.
 
         A curve is written before its trial's row, so a kill between the two
         leaves a curve with no row: it is ignored here, and replaced when the
-        trial runs again."""
+        trial runs again. ``trial_ids``: the stored trials' ids, when the caller
+        has read them already (else they are read here)."""
         df = to_pandas(self.read_dataset(CURVES, curves_schema()))
-        ids = self.read_dataset(TRIALS, trials_schema(), ["trial_id"]).column("trial_id")
-        df = df[df["trial_id"].isin(set(ids.to_pylist()))]
+        if trial_ids is None:
+            ids = self.read_dataset(TRIALS, trials_schema(), ["trial_id"]).column("trial_id")
+            trial_ids = set(ids.to_pylist())
+        df = df[df["trial_id"].isin(trial_ids)]
         return df.sort_values(["trial_id", "step"], ignore_index=True)
 
     def finished(self) -> dict[str, str]:
