@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
+from harness.location import redact
 from harness.store import FINDER, MANIFEST, TRIALS, Store
 
 if TYPE_CHECKING:
@@ -52,6 +53,16 @@ def source_labels(paths: list[str]) -> list[str]:
     return labels
 
 
+class NoTrialsYet(StoreError):
+    """A results directory whose sweep has not stored a trial yet: an honest
+    state (a sweep just started), which ``lrbench report`` shows as a page."""
+
+    def __init__(self, path: str, manifest: dict[str, Any]) -> None:
+        super().__init__(f"{path}: no trials stored yet ({TRIALS}/ is empty)")
+        self.path = path
+        self.manifest = manifest
+
+
 def _check_directory(store: Store) -> None:
     if "://" not in store.out and not os.path.isdir(store.out):
         raise StoreError(f"{store.shown()}: no such results directory")
@@ -66,7 +77,7 @@ def load_results(paths: list[str] | str) -> Results:
     """Read and validate the trials, curves and manifests of results directories.
 
     Raises ``StoreError`` (one line, naming the file) for a missing directory,
-    a directory with no trials, a corrupt Parquet file, or a file written with
+    a directory with no trials (``NoTrialsYet``), a corrupt Parquet file, or a file written with
     another results schema.
     """
     import pandas as pd
@@ -82,7 +93,7 @@ def load_results(paths: list[str] | str) -> Results:
         manifest = store.read_manifest() or {}
         t = store.read_trials()
         if t.empty:
-            raise StoreError(f"{path}: no trials stored yet ({TRIALS}/ is empty)")
+            raise NoTrialsYet(redact(path), manifest)
         c = store.read_curves(set(t["trial_id"]))
         t.insert(0, "source", label)
         c.insert(0, "source", label)

@@ -23,8 +23,8 @@ from analysis import tables as T
 from analysis.cells import MIN_SUCCESS, is_lr_sweep
 from analysis.display import display_tables
 from analysis.labels import label_series
-from analysis.load import Results
-from analysis.report_page import FIGURES, page
+from analysis.load import NoTrialsYet, Results
+from analysis.report_page import FIGURES, page, waiting_page
 from harness.records import TrialStatus
 
 if TYPE_CHECKING:
@@ -202,6 +202,16 @@ def default_out(paths: list[str]) -> str:
     return (
         os.path.join(base, f"report-vs-{others}") if "://" not in first else f"{base}-vs-{others}"
     )
+
+
+def write_waiting_report(waiting: NoTrialsYet, out: str) -> Report:
+    """The report folder of a sweep that has stored no trial yet: an
+    ``index.html`` that says so, what the manifest knows, and no tables."""
+    os.makedirs(out, exist_ok=True)
+    note = f"{waiting.path}: no trials stored yet"
+    with open(os.path.join(out, "index.html"), "w") as f:
+        f.write(waiting_page(waiting.path, waiting.manifest))
+    return Report(out=out, tables={}, notes=[note])
 
 
 def write_report(

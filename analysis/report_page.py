@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.location import redact
 
@@ -182,6 +182,39 @@ def page(
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     parts.append(f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def waiting_page(path: str, manifest: dict[str, Any]) -> str:
+    """The ``index.html`` of a results directory whose sweep has stored no trial
+    yet: what the manifest says of the sweep, and a note to come back."""
+    from harness import __version__
+
+    run = (manifest.get("runs") or [{}])[-1]
+    name = manifest.get("name") or "(unnamed)"
+    planned = run.get("trials")
+    state = (
+        f"its last run ended at {run['finished_at']}"
+        if run.get("finished_at")
+        else "its run is still going, or stopped before its first trial finished"
+    )
+    started = f" started at {run['started_at']}" if run.get("started_at") else ""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    shown = html.escape(path)
+    return "\n".join(
+        [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            "<title>lrbench report</title>",
+            f"<style>{CSS}</style></head><body>",
+            "<h1>lrbench report</h1>",
+            f"<p>Results: <code>{shown}</code>.</p>",
+            f"<p class='note'>No trials stored yet. Sweep <code>{html.escape(name)}</code>"
+            + (f" ({planned} trials planned)" if planned is not None else "")
+            + f"{html.escape(started)}: {html.escape(state)}. There is nothing to tabulate "
+            f"or plot until a trial is stored: run <code>lrbench report {shown}</code> "
+            "again then.</p>",
+            f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>",
+        ]
+    ) + "\n"
 
 
 def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:

@@ -221,12 +221,19 @@ def report(
     if not 0 < min_success <= 1:
         raise fail(f"--min-success: {min_success} is outside (0, 1]")
     from analysis.display import display_tables
-    from analysis.load import load_results
-    from analysis.report import default_out, write_report
+    from analysis.load import NoTrialsYet, load_results
+    from analysis.report import default_out, write_report, write_waiting_report
 
     try:
         loaded = load_results(results)
         written = write_report(loaded, out or default_out(results), min_success)
+    except NoTrialsYet as waiting:
+        if len(results) > 1:  # a comparison needs trials on every side
+            raise failed(waiting) from None
+        written = write_waiting_report(waiting, out or default_out(results))
+        say(f"{waiting.path}: no trials stored yet; report: "
+            f"{os.path.join(written.out, 'index.html')}")
+        return
     except LrbenchError as exc:
         raise failed(exc) from None
     print_tables(display_tables(written.tables))

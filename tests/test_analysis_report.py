@@ -317,8 +317,11 @@ def test_a_sweep_of_error_rows_or_none_yet(tmp_path):
     empty = tmp_path / "empty"
     Store(str(empty)).open_sweep(parse_grid(helpers.GRID, "test.toml"), {"host": "h"})
     result = CliRunner().invoke(app, ["report", str(empty)])
-    assert result.exit_code == 2
-    assert result.output.strip() == f"error: {empty}: no trials stored yet (trials/ is empty)"
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{empty}: no trials stored yet; report: ")
+    page = (empty / "report" / "index.html").read_text()
+    assert "No trials stored yet. Sweep <code>test</code>" in page
+    assert "still going, or stopped before its first trial finished" in page
 
 
 @pytest.mark.slow

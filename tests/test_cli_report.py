@@ -77,7 +77,12 @@ def test_directory_with_no_results(tmp_path):
 
 def test_sweep_with_no_trials_yet(tmp_path):
     (tmp_path / "trials").mkdir()
-    line = error_line(runner.invoke(app, ["report", str(tmp_path)]))
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "no trials stored yet" in result.output
+    assert "No trials stored yet" in (tmp_path / "report" / "index.html").read_text()
+    # a comparison needs trials on every side: one line, exit 2
+    line = error_line(runner.invoke(app, ["report", str(tmp_path), str(tmp_path)]))
     assert line.endswith("no trials stored yet (trials/ is empty)")
 
 
