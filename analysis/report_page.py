@@ -200,21 +200,24 @@ def waiting_page(path: str, manifest: dict[str, Any]) -> str:
     started = f" started at {run['started_at']}" if run.get("started_at") else ""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     shown = html.escape(path)
-    return "\n".join(
-        [
-            "<!doctype html><html><head><meta charset='utf-8'>",
-            "<title>lrbench report</title>",
-            f"<style>{CSS}</style></head><body>",
-            "<h1>lrbench report</h1>",
-            f"<p>Results: <code>{shown}</code>.</p>",
-            f"<p class='note'>No trials stored yet. Sweep <code>{html.escape(name)}</code>"
-            + (f" ({planned} trials planned)" if planned is not None else "")
-            + f"{html.escape(started)}: {html.escape(state)}. There is nothing to tabulate "
-            f"or plot until a trial is stored: run <code>lrbench report {shown}</code> "
-            "again then.</p>",
-            f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "<!doctype html><html><head><meta charset='utf-8'>",
+                "<title>lrbench report</title>",
+                f"<style>{CSS}</style></head><body>",
+                "<h1>lrbench report</h1>",
+                f"<p>Results: <code>{shown}</code>.</p>",
+                f"<p class='note'>No trials stored yet. Sweep <code>{html.escape(name)}</code>"
+                + (f" ({planned} trials planned)" if planned is not None else "")
+                + f"{html.escape(started)}: {html.escape(state)}. There is nothing to tabulate "
+                f"or plot until a trial is stored: run <code>lrbench report {shown}</code> "
+                "again then.</p>",
+                f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:

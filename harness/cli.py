@@ -103,18 +103,34 @@ def show(
         float | None, typer.Option(help="CPUs to plan for (default: this machine's).")
     ] = None,
     gpus: Annotated[float, typer.Option(help="GPUs to plan for.")] = 0.0,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="A results directory: how many of the grid's trials it holds, how many "
+            "are new, and whether the grid may grow there."
+        ),
+    ] = None,
     max_trials: MaxTrials = MAX_TRIALS,
 ) -> None:
     """Show a grid expanded: its axes, trial count and worst-case time."""
-    from harness.plan import plan
+    from harness.plan import plan, stored_lines
     from harness.prepare import prepare_grid
 
     try:
         spec = prepare_grid(grid, max_trials)
+        lines = plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
+        if out is not None:
+            from harness.store import Store
+
+            store = Store(out)
+            change = store.grid_change(spec)
+            ids = {t.trial_id for t in spec.expand()}
+            stored = len(ids & store.finished().keys()) if change is not None else 0
+            lines += stored_lines(store.shown(), change, len(ids), stored)
     except LrbenchError as exc:
         raise failed(exc) from None
     notes(spec)
-    for line in plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus):
+    for line in lines:
         say(line)
 
 
@@ -231,8 +247,10 @@ def report(
         if len(results) > 1:  # a comparison needs trials on every side
             raise failed(waiting) from None
         written = write_waiting_report(waiting, out or default_out(results))
-        say(f"{waiting.path}: no trials stored yet; report: "
-            f"{os.path.join(written.out, 'index.html')}")
+        say(
+            f"{waiting.path}: no trials stored yet; report: "
+            f"{os.path.join(written.out, 'index.html')}"
+        )
         return
     except LrbenchError as exc:
         raise failed(exc) from None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.schedules import schedule_label
 from harness.specs import GridSpec
+
+if TYPE_CHECKING:
+    from harness.growth import GridChange
 
 STARTUP_ESTIMATE_S = 1.0  # model build + first compiled step, per trial on a reused worker
 
@@ -78,4 +81,17 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
             f"({slots} at a time on {cpus:g} cpu / {gpus:g} gpu; every trial runs its "
             f"full budget + ~{STARTUP_ESTIMATE_S:g}s startup)"
         )
+    return lines
+
+
+def stored_lines(shown: str, change: GridChange | None, total: int, stored: int) -> list[str]:
+    """``lrbench show GRID --out DIR``: how many of the grid's ``total`` trials
+    the directory ``shown`` already holds, how many are new, and what a grown
+    grid adds (``change``: None for a new directory)."""
+    if change is None:
+        return [f"stored      none ({shown} is new): {total} to run"]
+    lines = [f"stored      {stored} of {total} in {shown}; {total - stored} to run"]
+    if change.grows:
+        added = "; ".join(f"{axis} +{len(values)}" for axis, values in change.added.items())
+        lines.append(f"grows       the stored grid: {added}")
     return lines

@@ -41,6 +41,7 @@ from harness.schemas import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.growth import GridChange
     from harness.specs import GridSpec
 
 MANIFEST = "manifest.json"
@@ -79,7 +80,9 @@ class Store(Location):
         return self.read_json(MANIFEST) if self.has(MANIFEST) else None
 
     def check_grid(self, grid: GridSpec) -> dict[str, Any] | None:
-        """The manifest, after checking this directory holds no other grid's results."""
+        """The manifest, after checking this directory holds no other grid's
+        results: the same grid, an earlier version of it that ``grid`` grows
+        (``harness.growth``), or one of the versions it grew through."""
         manifest = self.read_manifest()
         if manifest is None:
             if self.has(TRIALS):
@@ -87,16 +90,41 @@ class Store(Location):
                     f"{self.shown()}: has a trials/ folder but no {MANIFEST}; "
                     "use an empty or new --out"
                 )
-        elif manifest.get("grid_digest") != grid.digest:
+        elif grid.digest not in grid_versions(manifest):
+            self._check_growth(manifest, grid)
+        return manifest
+
+    def grid_change(self, grid: GridSpec) -> GridChange | None:
+        """How ``grid`` relates to the grid stored here (None: a new directory)."""
+        from harness.growth import GridChange, compare
+
+        manifest = self.check_grid(grid)
+        if manifest is None:
+            return None
+        if grid.digest in grid_versions(manifest):
+            return GridChange(True, {})
+        return compare(manifest.get("grid") or {}, grid)
+
+    def _check_growth(self, manifest: dict[str, Any], grid: GridSpec) -> None:
+        from harness.growth import compare
+
+        stored = manifest.get("name")
+        if stored != grid.name:
             raise StoreError(
-                f"{self.shown()}: holds results of grid {manifest.get('name')!r} "
+                f"{self.shown()}: holds results of grid {stored!r} "
                 f"(digest {manifest.get('grid_digest')}), not of {grid.source} "
                 f"({grid.name!r}, digest {grid.digest}); use another --out"
             )
-        return manifest
+        change = compare(manifest.get("grid") or {}, grid)
+        if change.problem:
+            raise StoreError(
+                f"{self.shown()}: holds grid {stored!r} (digest {manifest.get('grid_digest')}); "
+                f"{grid.source} changes it: {change.problem}; use another --out"
+            )
 
     def open_sweep(self, grid: GridSpec, run_info: dict[str, Any]) -> dict[str, Any]:
-        """Start or resume a sweep of ``grid`` here: record this run in the manifest."""
+        """Start or resume a sweep of ``grid`` here: record this run in the
+        manifest, and the grid as a new version when it grows the stored one."""
         manifest = self.check_grid(grid)
         grid_json = grid.to_json()
         if manifest is None:
@@ -108,9 +136,28 @@ class Store(Location):
                 "created_at": now_iso(),
                 "runs": [],
             }
+        versions = manifest.setdefault(
+            "grid_versions",
+            [
+                {
+                    "digest": manifest["grid_digest"],
+                    "added_at": manifest["created_at"],
+                    "grid": manifest["grid"],
+                }
+            ],
+        )
+        if grid.digest not in grid_versions(manifest):  # it grows the stored grid
+            versions.append({"digest": grid.digest, "added_at": now_iso(), "grid": grid_json})
+            manifest.update(grid_digest=grid.digest, grid=grid_json)
         self.run_id = uuid.uuid4().hex[:12]
         manifest["runs"].append(
-            {"run_id": self.run_id, "started_at": now_iso(), "source": grid.source, **run_info}
+            {
+                "run_id": self.run_id,
+                "started_at": now_iso(),
+                "source": grid.source,
+                "grid_digest": grid.digest,
+                **run_info,
+            }
         )
         self.write_json(MANIFEST, manifest)
         self.grid_json = grid_json
@@ -191,6 +238,12 @@ class Store(Location):
         """Ids of the stored range tests."""
         table = self.read_dataset(FINDER, finder_schema(), ["finder_id"])
         return set(table.column("finder_id").to_pylist())
+
+
+def grid_versions(manifest: dict[str, Any]) -> list[str]:
+    """The digests of every version of the grid a manifest has held, oldest first."""
+    versions = [v["digest"] for v in manifest.get("grid_versions", [])]
+    return versions or [manifest.get("grid_digest", "")]
 
 
 def read_grid_metadata(path: str) -> dict[str, Any]:
