@@ -223,6 +223,10 @@ class Location:
             return []
         return list(self.fs.get_file_info(fs.FileSelector(path, recursive=recursive)))
 
+    def remove(self, path: str) -> None:
+        """Delete the file at the filesystem ``path``."""
+        self.fs.delete_file(path)
+
     def delete_dir(self, name: str) -> None:
         """Delete the folder ``name`` and everything in it."""
         self.fs.delete_dir(self.path(name))
@@ -233,9 +237,11 @@ class Location:
         schema: pa.Schema,
         columns: list[str] | None = None,
         partition: pa.Schema | None = None,
+        keep: Callable[[str], bool] | None = None,
     ) -> pa.Table:
         """Read a dataset folder with the given schema; ``partition`` names hive
-        partition columns (``date=...``).
+        partition columns (``date=...``); ``keep``, given, says by file name
+        which files to read.
 
         A file that is not Parquet, or is corrupt, truncated or empty, is moved
         aside (``quarantine``) and the rest is read. A Parquet file of another
@@ -254,6 +260,8 @@ class Location:
         for info in self.entries(folder, recursive=True):
             if info.type != FileType.File or info.base_name.startswith((".", "_")):
                 continue  # folders, and temporary files of writes in progress
+            if keep is not None and not keep(info.base_name):
+                continue
             if not info.base_name.endswith(".parquet"):
                 self.quarantine(info.path, "not a Parquet file")
                 continue

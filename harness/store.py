@@ -6,9 +6,14 @@ Layout (see ``docs/results.md``)::
     <out>/trials/<trial_id>.parquet    one row: the trial's summary
     <out>/curves/<trial_id>.parquet    one row per check
     <out>/finder/<finder_id>.parquet   one row per update of an LR range test
+    <out>/trials/part-<id>.parquet     after compaction: the rows of many trials
+    <out>/curves/part-<id>.parquet     and their curves
 
 Each trial writes its own two files from the worker that ran it, curves first,
-so a stored trial row always has its curve. A file that cannot be read is
+so a stored trial row always has its curve. Compaction (``Store.compact``, at
+the end of a finished sweep and ``lrbench compact``) merges finished trials'
+files into a few parts, so reading tens of thousands of trials from an object
+store takes a few requests. A file that cannot be read is
 moved to ``<out>/quarantine/`` (with its curve, a trial's row goes too), so
 the next run trains that trial again. Files are written atomically
 (``harness.location``): a crash loses at most the trials that were running.
@@ -19,10 +24,11 @@ are in ``harness.schemas``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +46,7 @@ from harness.schemas import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from harness.growth import GridChange
     from harness.specs import GridSpec
@@ -48,6 +55,10 @@ MANIFEST = "manifest.json"
 TRIALS = "trials"
 CURVES = "curves"
 FINDER = "finder"
+PART = (
+    "part-"  # a compacted file of many trials: trials/part-<id>.parquet, curves/part-<id>.parquet
+)
+PART_TRIALS = 10_000  # trials per compacted part
 
 
 def now_iso() -> str:
@@ -197,7 +208,7 @@ class Store(Location):
     def read_trials(self) -> pd.DataFrame:
         """All stored trial rows, with the documented column types. Rows from
         before the schedule axis (schema < 3) ran at a constant LR."""
-        df = to_pandas(self.read_dataset(TRIALS, trials_schema()))
+        df = to_pandas(self._read(TRIALS, trials_schema()))
         df["schedule"] = df["schedule"].fillna("constant")
         return df
 
@@ -208,20 +219,115 @@ class Store(Location):
         leaves a curve with no row: it is ignored here, and replaced when the
         trial runs again. ``trial_ids``: the stored trials' ids, when the caller
         has read them already (else they are read here)."""
-        df = to_pandas(self.read_dataset(CURVES, curves_schema()))
+        df = to_pandas(self._read(CURVES, curves_schema()))
         if trial_ids is None:
-            ids = self.read_dataset(TRIALS, trials_schema(), ["trial_id"]).column("trial_id")
+            ids = self._read(TRIALS, trials_schema(), ["trial_id"]).column("trial_id")
             trial_ids = set(ids.to_pylist())
         df = df[df["trial_id"].isin(trial_ids)]
         return df.sort_values(["trial_id", "step"], ignore_index=True)
 
     def finished(self) -> dict[str, str]:
         """Id -> status of the stored trials a rerun must not repeat (all but ``error``)."""
-        table = self.read_dataset(TRIALS, trials_schema(), ["trial_id", "status"])
+        table = self._read(TRIALS, trials_schema(), ["trial_id", "status"])
         ids = table.column("trial_id").to_pylist()
         statuses = table.column("status").to_pylist()
         error = TrialStatus.ERROR.value
         return {i: s for i, s in zip(ids, statuses, strict=True) if s != error}
+
+    # -- compacted files
+    def _read(self, folder: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+        """``folder``'s rows, each once: its compacted parts, and the per-trial
+        files of trials that no part holds (a compaction killed before it
+        removed them leaves some behind)."""
+        held = self._part_ids(folder)
+        return self.read_dataset(
+            folder, schema, columns, keep=lambda name: is_part(name) or _stem(name) not in held
+        )
+
+    def _parts(self, folder: str) -> list[str]:
+        """The names of ``folder``'s compacted parts."""
+        return sorted(i.base_name for i in self.entries(folder) if is_part(i.base_name))
+
+    def _part_ids(self, folder: str) -> set[str]:
+        """The trial ids that ``folder``'s compacted parts hold (a part that
+        cannot be read holds none here; ``read_dataset`` quarantines it)."""
+        import pyarrow.parquet as pq
+
+        ids: set[str] = set()
+        for name in self._parts(folder):
+            try:
+                with self.fs.open_input_file(self.path(folder, name)) as f:
+                    column = pq.read_table(f, columns=["trial_id"]).column("trial_id")
+            except Exception:
+                continue
+            ids.update(column.unique().to_pylist())
+        return ids
+
+    def _singles(self, folder: str) -> set[str]:
+        """The trial ids of ``folder``'s per-trial files."""
+        return {
+            _stem(i.base_name)
+            for i in self.entries(folder)
+            if i.base_name.endswith(".parquet")
+            and not is_part(i.base_name)
+            and not i.base_name.startswith((".", "_"))
+        }
+
+    def compact(self, per_part: int = PART_TRIALS) -> Compaction:
+        """Merge the per-trial files of finished trials into parts of up to
+        ``per_part`` trials: ``curves/part-<id>.parquet``, then
+        ``trials/part-<id>.parquet`` with the same trials, then the per-trial
+        files are removed. Readers take a part over a per-trial file of the same
+        trial, so a kill at any point loses nothing and repeats nothing; the
+        next compaction finishes what a killed one left. Trials with status
+        ``error`` keep their own files (a rerun replaces them)."""
+        import pyarrow.compute as pc
+
+        removed = 0
+        trial_parts, curve_parts = set(self._parts(TRIALS)), set(self._parts(CURVES))
+        for name in sorted(curve_parts - trial_parts):  # killed between a part's two writes
+            if self._part_ids_of(CURVES, name) <= self._singles(CURVES):
+                self.remove(self.path(CURVES, name))  # every row is still in its own file
+        for folder in (TRIALS, CURVES):  # per-trial files a part already holds
+            for rid in self._singles(folder) & self._part_ids(folder):
+                self.remove(self.path(folder, f"{rid}.parquet"))
+                removed += 1
+        singles = self._singles(TRIALS)
+        with_curve = self._singles(CURVES)
+        rows = self.read_dataset(TRIALS, trials_schema(), ["trial_id", "status"], keep=_single)
+        done = pc.and_(
+            pc.not_equal(rows.column("status"), TrialStatus.ERROR.value),
+            pc.is_in(rows.column("trial_id"), value_set=pa_array(sorted(with_curve))),
+        )
+        ids = sorted(set(rows.filter(done).column("trial_id").to_pylist()) & singles)
+        grid = self.grid_json or (self.read_manifest() or {}).get("grid") or {}
+        parts = 0
+        for start in range(0, len(ids), per_part):
+            chunk = set(ids[start : start + per_part])
+            files = {f"{rid}.parquet" for rid in chunk}
+            curves = self.read_dataset(CURVES, curves_schema(), keep=files.__contains__)
+            trials = self.read_dataset(TRIALS, trials_schema(), keep=files.__contains__)
+            curves = curves.sort_by([("trial_id", "ascending"), ("step", "ascending")])
+            trials = trials.sort_by("trial_id")
+            name = f"{PART}{uuid.uuid4().hex[:12]}.parquet"
+            self.write_parquet(f"{CURVES}/{name}", curves.replace_schema_metadata(metadata(grid)))
+            self.write_parquet(f"{TRIALS}/{name}", trials.replace_schema_metadata(metadata(grid)))
+            for folder in (CURVES, TRIALS):
+                for file in sorted(files):
+                    with contextlib.suppress(FileNotFoundError):  # quarantined while read
+                        self.remove(self.path(folder, file))
+                        removed += 1
+            parts += 1
+        return Compaction(trials=len(ids), parts=parts, removed=removed)
+
+    def _part_ids_of(self, folder: str, name: str) -> set[str]:
+        import pyarrow.parquet as pq
+
+        try:
+            with self.fs.open_input_file(self.path(folder, name)) as f:
+                return set(pq.read_table(f, columns=["trial_id"]).column("trial_id").to_pylist())
+        except Exception:
+            return {"(unreadable)"}  # never a subset of the per-trial files: kept
 
     # -- LR range tests
     def write_finder(self, outcome: FinderOutcome) -> None:
@@ -238,6 +344,34 @@ class Store(Location):
         """Ids of the stored range tests."""
         table = self.read_dataset(FINDER, finder_schema(), ["finder_id"])
         return set(table.column("finder_id").to_pylist())
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What ``Store.compact`` did."""
+
+    trials: int  # trials merged into parts now
+    parts: int  # parts written (each a curves file and a trials file)
+    removed: int  # per-trial files removed
+
+
+def is_part(name: str) -> bool:
+    """True for the file name of a compacted part (``part-<id>.parquet``)."""
+    return name.startswith(PART) and name.endswith(".parquet")
+
+
+def _single(name: str) -> bool:
+    return not is_part(name)
+
+
+def _stem(name: str) -> str:
+    return name.removesuffix(".parquet")
+
+
+def pa_array(values: list[str]) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
 
 
 def grid_versions(manifest: dict[str, Any]) -> list[str]:

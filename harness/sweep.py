@@ -41,6 +41,7 @@ class SweepResult:
     counts: dict[str, int] = field(default_factory=dict)  # by status, whole store
     unfinished: int = 0  # trials of the grid with no finished record
     wall_s: float = 0.0
+    compacted: int = 0  # trials whose files were merged into parts at the end
 
 
 FATAL = "fatal"  # the key of a trainable's report that stops the whole sweep
@@ -242,7 +243,7 @@ def _run_locked(
     pending = [t for t in trials if t.trial_id not in finished]
     stored = len(trials) - len(pending)
     if not pending:
-        return _result(store, trials, stored, 0, started)
+        return _compacted(store, _result(store, trials, stored, 0, started))
 
     data = {
         name: load_dataset(name, data_dir or grid.data_dir)
@@ -317,7 +318,15 @@ def _run_locked(
             ray.shutdown()
     result = _result(store, trials, stored, len(pending), started)
     store.close_run(result.wall_s, result.counts)
-    return result
+    return _compacted(store, result)
+
+
+def _compacted(store: Store, result: SweepResult) -> SweepResult:
+    """A finished sweep's per-trial files merged into parts (``Store.compact``);
+    a sweep with unfinished trials keeps them as they are, for the rerun."""
+    if result.unfinished:
+        return result
+    return replace(result, compacted=store.compact().trials)
 
 
 def _record_worker_failures(store: Store, results: Any) -> None:

@@ -74,6 +74,8 @@ def test_a_grown_grid_runs_only_its_new_trials(write_grid, tmp_path):
     result = runner.invoke(app, ["sweep", str(first), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "1 trials (0 already stored, 1 run now)" in result.output
+    assert "; 1 compacted" in result.output  # a finished sweep merges its files
+    assert [p.name.startswith("part-") for p in (out / "trials").iterdir()] == [True]
 
     grown = write_grid(BASE.replace("lr = [100.0]", "lr = [100.0, 0.01]"), "v2.toml")
     shown = runner.invoke(app, ["show", str(grown), "--out", str(out)])
@@ -84,6 +86,7 @@ def test_a_grown_grid_runs_only_its_new_trials(write_grid, tmp_path):
     result = runner.invoke(app, ["sweep", str(grown), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "2 trials (1 already stored, 1 run now)" in result.output
+    assert len(list((out / "trials").glob("part-*.parquet"))) == 2
     manifest = json.loads((out / "manifest.json").read_text())
     versions = manifest["grid_versions"]
     assert [v["grid"]["lrs"] for v in versions] == [[100.0], [0.01, 100.0]]
