@@ -14,12 +14,14 @@ OUT ?= results/smoke
 RESULTS ?= $(OUT)
 NOTEBOOK_OUT ?= $(firstword $(RESULTS))/report/analysis.ipynb
 
-.PHONY: install demo test lint notebook clean-venv
+.PHONY: install demo test test-floors lint notebook clean-venv
 
-$(STAMP): pyproject.toml
+# constraints.txt pins the versions the tests pass with; pyproject.toml's floors
+# stay loose for users (test-floors checks them).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +41,16 @@ notebook: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The floors of pyproject.toml, installed as they are (constraints-floors.txt) in
+# their own virtualenv, against the fast tests: each floor is a version the code
+# works with.
+FLOORS_VENV ?= .venv-floors
+test-floors:
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints-floors.txt -e ".[dev]"
+	$(FLOORS_VENV)/bin/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness analysis tests benchmarks

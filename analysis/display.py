@@ -23,6 +23,7 @@ TITLES = {
     "shifts": "How the valley moves: each setup against its optimizer's reference",
     "finder": "LR range test: suggestions against the grid's measured band",
     "finder_rules": "LR range test: how each suggestion rule did against the grid",
+    "finder_confirm": "LR range test, confirmed: each suggestion against its ladder's best LR",
     "scaling": "Width scaling: fits of time to target against size",
 }
 
@@ -167,6 +168,8 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                 "worst": [num(x, ".2f", "-") for x in r["max_abs_decades"]],
             }
         )
+    if "finder_confirm" in built:
+        shown["finder_confirm"] = finder_confirm_display(built["finder_confirm"], several)
     if not is_lr_sweep(built["cells"]):  # one LR per optimizer: no band to speak of
         del shown["optimizers"], shown["union_band"]
     return shown
@@ -242,6 +245,49 @@ def finder_display(compared: pd.DataFrame, several: bool) -> pd.DataFrame:
             "grid best LR": [_lr(x) if pd.notna(x) else "-" for x in compared["best_lr"]],
             "decades from best": [num(x, "+.2f", "-") for x in compared["decades_from_best"]],
             "in band": [inside(x) for x in compared["in_band"]],
+        }
+    )
+    return out if several else out.drop(columns="source")
+
+
+def finder_confirm_display(confirmed: pd.DataFrame, several: bool) -> pd.DataFrame:
+    """The confirmation table for reading: per optimizer, the rule's suggestion,
+    the ladder around it, the best LR it confirmed, how far apart they are, and
+    how the suggestion itself did."""
+    import pandas as pd
+
+    def itself(outcome: str, rate: Any) -> str:
+        if not outcome:
+            return "not run"
+        return outcome + ("" if pd.isna(rate) else f" ({rate:.0%} of seeds)")
+
+    def edge(x: Any) -> str:
+        return "-" if pd.isna(x) else ("yes: widen the ladder" if x else "no")
+
+    out = pd.DataFrame(
+        {
+            "source": confirmed["source"],
+            "optimizer": confirmed["series"],
+            "rule": confirmed["rule"],
+            "suggested LR": [_lr(x) for x in confirmed["suggested_lr"]],
+            "ladder": [
+                f"{_lr(lo)} .. {_lr(hi)} ({n})"
+                for lo, hi, n in zip(
+                    confirmed["ladder_low"],
+                    confirmed["ladder_high"],
+                    confirmed["ladder_num"],
+                    strict=True,
+                )
+            ],
+            "confirmed best LR": [_lr(x) for x in confirmed["best_lr"]],
+            "decades from best": [num(x, "+.2f", "-") for x in confirmed["decades_from_best"]],
+            "suggestion itself": [
+                itself(o, r)
+                for o, r in zip(
+                    confirmed["suggested_outcome"], confirmed["suggested_success_rate"], strict=True
+                )
+            ],
+            "best at ladder edge": [edge(x) for x in confirmed["best_at_edge"]],
         }
     )
     return out if several else out.drop(columns="source")

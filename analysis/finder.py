@@ -7,9 +7,19 @@ The rules read the smoothed loss against the LR of one range test:
   (the most negative ``d loss / d log10(lr)``), looked for between the first
   ``skip_start`` points and the minimum.
 - **min/10**: the LR of the lowest smoothed loss, divided by 10.
-- **valley**: the middle, on the log scale, of the longest descending stretch:
-  the longest run of consecutive points over which the smoothed loss keeps
-  falling (the first, of equally long runs).
+- **longest-descent**: the middle, on the log scale, of the longest descending
+  stretch: the longest run of consecutive points over which the smoothed loss
+  keeps falling (the first, of equally long runs). lrbench called it ``valley``
+  before fastai's rule of that name was added.
+- **fastai-valley**: fastai's ``valley`` (``fastai.callback.schedule``, the
+  default of ``Learner.lr_find``): over the curve less its first ``num_steps //
+  10`` and last 5 points, the longest strictly *decreasing subsequence* (not a
+  run: points that do not fall are jumped over), and the LR about halfway along
+  it by index (see ``fastai_valley``).
+
+fastai's recorded loss is the same bias-corrected moving average (beta 0.98) of
+the batch losses that ``lrbench find-lr`` stores as ``smoothed_loss``, so the
+fastai rule reads that column unchanged.
 """
 
 from __future__ import annotations
@@ -21,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 from analysis.cells import MIN_SUCCESS
 from analysis.labels import labelled, optimizer_rank, value_text
 from analysis.tables import optimizer_table
-from harness.specs import TRAINING_FIELDS
+from harness.specs import FINDER_RULES, TRAINING_FIELDS
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-RULES = ("steepest", "min/10", "valley")
+RULES = FINDER_RULES
 SKIP_START = 10
+FASTAI_SKIP_END = 5  # fastai's lr_find leaves out the last 5 points
 # The finder's setup columns; a grid series with the same values (and a
 # constant schedule) is the ground truth for its suggestions.
 SETUP = TRAINING_FIELDS
@@ -75,7 +86,7 @@ def longest_descent(loss: np.ndarray) -> tuple[int, int]:
     return best
 
 
-def valley(lr: np.ndarray, loss: np.ndarray) -> float:
+def descent_middle(lr: np.ndarray, loss: np.ndarray) -> float:
     """The LR halfway (log scale) through the longest descending stretch."""
     import numpy as np
 
@@ -84,12 +95,63 @@ def valley(lr: np.ndarray, loss: np.ndarray) -> float:
     return float(10 ** ((np.log10(lr[first]) + np.log10(lr[last])) / 2))
 
 
-def suggest(lr: np.ndarray, loss: np.ndarray, skip_start: int = SKIP_START) -> dict[str, float]:
-    """Every rule's suggestion for one curve: ``{"steepest": .., "min/10": .., "valley": ..}``.
-    Non-finite losses (a NaN at the end) are dropped first."""
+def longest_decreasing(loss: np.ndarray) -> tuple[int, int]:
+    """fastai's valley search: ``(end - length, end)``, where ``end`` is the
+    first index at which the longest strictly decreasing subsequence of
+    ``loss`` ends and ``length`` is its number of points (O(n^2), as fastai).
+    The start is fastai's ``end - length``: one before where the subsequence
+    would start were its points consecutive, not where it does start."""
+    import numpy as np
+
+    loss = np.asarray(loss, float)
+    length = np.ones(len(loss), dtype=int)
+    for i in range(1, len(loss)):
+        before = length[:i][loss[:i] > loss[i]]
+        if len(before):
+            length[i] = before.max() + 1
+    if len(loss) == 0 or length.max() == 1:
+        return (0, 0)
+    end = int(np.argmax(length))  # the first of the longest
+    return (end - int(length[end]), end)
+
+
+def fastai_valley(lr: np.ndarray, loss: np.ndarray, num_steps: int | None = None) -> float:
+    """fastai's ``valley`` suggestion, as its ``Learner.lr_find`` computes it:
+    the curve less its first ``num_steps // 10`` points (``num_steps``: the
+    planned ramp, the whole curve's length by default) and its last 5, cut at
+    its first non-finite loss; then the LR at index ``start + int(L / 3) +
+    int(L / 6)`` with ``(start, end) = longest_decreasing(loss)`` and ``L =
+    end - start``: about halfway along by index. NaN when nothing is left."""
     import numpy as np
 
     lr, loss = np.asarray(lr, float), np.asarray(loss, float)
+    skip = (len(loss) if num_steps is None else num_steps) // 10
+    lr, loss = lr[skip:-FASTAI_SKIP_END], loss[skip:-FASTAI_SKIP_END]
+    bad = np.flatnonzero(~np.isfinite(loss))
+    if len(bad):
+        lr, loss = lr[: bad[0]], loss[: bad[0]]
+    if not len(loss):
+        return math.nan
+    start, end = longest_decreasing(loss)
+    third = (end - start) / 3
+    # fastai's index is -1 (the last point, by Python's indexing) only for a
+    # two-point subsequence at the very start; the first point is meant.
+    return float(lr[max(0, start + int(third) + int(third / 2))])
+
+
+def suggest(
+    lr: np.ndarray,
+    loss: np.ndarray,
+    skip_start: int = SKIP_START,
+    num_steps: int | None = None,
+) -> dict[str, float]:
+    """Every rule's suggestion for one curve, by rule name (``RULES``).
+    Non-finite losses (a NaN at the end) are dropped first; ``fastai-valley``
+    trims the curve as fastai does (``num_steps``: the ramp's planned updates)."""
+    import numpy as np
+
+    lr, loss = np.asarray(lr, float), np.asarray(loss, float)
+    fastai = fastai_valley(lr, loss, num_steps)
     ok = np.isfinite(loss)
     lr, loss = lr[ok], loss[ok]
     if not len(loss):
@@ -97,7 +159,8 @@ def suggest(lr: np.ndarray, loss: np.ndarray, skip_start: int = SKIP_START) -> d
     return {
         "steepest": steepest(lr, loss, skip_start),
         "min/10": min_over_10(lr, loss),
-        "valley": valley(lr, loss),
+        "longest-descent": descent_middle(lr, loss),
+        "fastai-valley": fastai,
     }
 
 
@@ -168,7 +231,12 @@ def suggestions(finder: pd.DataFrame, skip_start: int = SKIP_START) -> pd.DataFr
     found = {}
     for key, g in df.groupby(["source", "finder_id"], sort=False):
         g = g.sort_values("step")
-        found[key] = suggest(g["lr"].to_numpy(), g["smoothed_loss"].to_numpy(), skip_start)
+        found[key] = suggest(
+            g["lr"].to_numpy(),
+            g["smoothed_loss"].to_numpy(),
+            skip_start,
+            int(g["num_steps"].iloc[0]),
+        )
     r = runs(df)
     rows = [
         {**row, "rule": rule, "suggested_lr": found[(row["source"], row["finder_id"])][rule]}
@@ -188,13 +256,13 @@ def against_grid(
     import numpy as np
     import pandas as pd
 
-    matched = suggested.assign(_key=_setup_key(suggested))
+    matched = suggested.assign(_key=setup_key(suggested))
     df = labelled(trials) if trials is not None and len(trials) else None
     if df is not None and "schedule" in df:
         df = df[df["schedule"] == "constant"]
     if df is not None and len(df):
         table = optimizer_table(df, min_success)
-        series = df.assign(_key=_setup_key(df))[["source", "_key", "series"]].drop_duplicates()
+        series = df.assign(_key=setup_key(df))[["source", "_key", "series"]].drop_duplicates()
         band = table[["source", "series", "lr_low", "lr_high", "decades", "best_lr"]]
         matched = matched.merge(series, on=["source", "_key"], how="left")
         matched = matched.merge(band, on=["source", "series"], how="left")
@@ -215,7 +283,7 @@ def against_grid(
     return pd.DataFrame(matched)
 
 
-def _setup_key(df: pd.DataFrame) -> pd.Series:
+def setup_key(df: pd.DataFrame) -> pd.Series:
     """The setup columns as one comparable text per row (nulls and number types
     written the same way on both sides)."""
     import pandas as pd

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 RULE_STYLES = {
     "steepest": dict(color="#0072b2", ls="--"),
     "min/10": dict(color="#d55e00", ls=":"),
-    "valley": dict(color="#009e73", ls="-."),
+    "longest-descent": dict(color="#009e73", ls="-."),
+    "fastai-valley": dict(color="#cc79a7", ls=(0, (5, 1.5, 1, 1.5, 1, 1.5))),
 }
 COLUMNS = 3
 

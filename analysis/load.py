@@ -73,6 +73,21 @@ def _check_directory(store: Store) -> None:
         )
 
 
+def load_finder(path: str) -> pd.DataFrame:
+    """The LR range-test points ``lrbench find-lr --out PATH`` stored (a sweep
+    need not be there). Raises ``StoreError`` (one line) for a missing directory
+    or one without range tests."""
+    store = Store(path)
+    if "://" not in store.out and not os.path.isdir(store.out):
+        raise StoreError(f"{store.shown()}: no such results directory")
+    if not store.has(FINDER):
+        raise StoreError(
+            f"{store.shown()}: no LR range tests stored (no {FINDER}/); "
+            f"run `lrbench find-lr GRID --out {store.shown()}` first"
+        )
+    return store.read_finder()
+
+
 def load_results(paths: list[str] | str) -> Results:
     """Read and validate the trials, curves and manifests of results directories.
 

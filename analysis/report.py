@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from analysis import cells as C
 from analysis import devices as D
 from analysis import finder as F
+from analysis import finderlr, shifts
 from analysis import scaling as S
-from analysis import shifts
 from analysis import tables as T
 from analysis.cells import MIN_SUCCESS, is_lr_sweep
 from analysis.display import display_tables
@@ -76,6 +76,9 @@ def build_tables(results: Results, min_success: float = MIN_SUCCESS) -> dict[str
         compared = F.against_grid(F.suggestions(results.finder), trials, min_success)
         built["finder"] = compared
         built["finder_rules"] = F.rule_scores(compared)
+    confirmed = finderlr.confirm_table(trials, results.manifests, min_success)
+    if len(confirmed):
+        built["finder_confirm"] = confirmed
     return built
 
 

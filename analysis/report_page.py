@@ -4,6 +4,7 @@ page, with plain notes on what the report left out and why."""
 from __future__ import annotations
 
 import html
+import shlex
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -121,13 +122,28 @@ def page(
             "<h2>LR range test</h2>",
             "<p>One short run per optimizer with the LR rising exponentially (Smith 2017). "
             "<em>steepest</em>: where the smoothed loss falls fastest against log LR; "
-            "<em>min/10</em>: a tenth of the LR at the lowest smoothed loss; <em>valley</em>: "
-            "the middle of the longest descending stretch. Each is set against the grid "
+            "<em>min/10</em>: a tenth of the LR at the lowest smoothed loss; "
+            "<em>longest-descent</em>: the middle of the longest run of falling points; "
+            "<em>fastai-valley</em>: fastai's <code>valley</code>, about halfway along the "
+            "longest decreasing subsequence. Each is set against the grid "
             "sweep of the same setup: its success band and best LR, and the distance "
             "<code>log10(suggested / best)</code> in decades.</p>",
             table("finder_rules"),
             table("finder"),
             links("finder"),
+        ]
+    if "finder_confirm" in shown:
+        parts += [
+            "<h2>Range-test suggestions, confirmed</h2>",
+            "<p>This sweep's learning rates came from <code>lr = { finder = DIR }</code>: "
+            "each optimizer ran its own ladder of log-spaced LRs centred on what the rule "
+            "read off its range test. Per optimizer: the suggestion, the best LR the ladder "
+            "confirmed, their distance <code>log10(suggested / best)</code> in decades, and "
+            "how the suggested LR itself did (run when the ladder has an odd number of "
+            "LRs). A best LR at the ladder's edge means the optimum may lie beyond it: "
+            "widen <code>decades</code>.</p>",
+            table("finder_confirm"),
+            links("finder_confirm"),
         ]
     if "conditions" in shown:
         varying = sorted({d for d in built["conditions"]["differs"] if d})
@@ -179,6 +195,12 @@ def page(
         + " · ".join(f'<a href="tables/{n}.csv">{n}.csv</a>' for n in built)
         + "</p>"
     )
+    dirs = " ".join(shlex.quote(redact(path)) for path in results.paths.values())
+    parts.append(
+        "<p>Browse every trial interactively (its hparams, results and curve in "
+        f"TensorBoard): <code>lrbench export {html.escape(dirs)} --tensorboard LOGDIR</code>, "
+        "then <code>tensorboard --logdir LOGDIR</code>.</p>"
+    )
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     parts.append(f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>")
     return "\n".join(parts) + "\n"
@@ -225,10 +247,12 @@ def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:
     if "compute_saved" not in built:
         return []
     saved = built["compute_saved"]
+    import pandas as pd
+
     lines = []
     for row in saved[saved["pruned"] > 0].itertuples(index=False):
         where = f" in {html.escape(row.source)}" if len(saved) > 1 else ""
-        share = "" if row.saved_share != row.saved_share else f" ({row.saved_share:.0%} of it)"
+        share = "" if pd.isna(row.saved_share) else f" ({row.saved_share:.0%} of it)"
         link = '<a href="tables/compute_saved.csv">compute_saved.csv</a>'
         lines.append(
             f"<p class='note'>Compute saved{where}: the pruning rule stopped {row.pruned} of "

@@ -31,11 +31,30 @@ if TYPE_CHECKING:
     from harness.records import FinderOutcome
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="lrbench: which optimizer and learning rate train a model, and how fast.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        typer.echo(f"lrbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """lrbench: which optimizer and learning rate train a model, and how fast."""
 
 
 @app.command()
@@ -87,6 +106,7 @@ def sweep(
     say(
         f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
         f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}"
+        + (f"; {result.compacted} compacted" if result.compacted else "")
     )
     if result.unfinished:
         raise fail(
@@ -162,9 +182,10 @@ def find_lr(
     ] = None,
 ) -> None:
     """LR range test (Smith 2017) for each optimizer and setup of a grid: stores
-    the loss-vs-LR curves, prints the suggested LRs (steepest, min/10, valley)
-    beside the grid's measured band when its sweep is in the same directory, and
-    draws DIR/finder.png. Stored tests are not run again."""
+    the loss-vs-LR curves, prints the suggested LRs (steepest, min/10,
+    longest-descent, fastai-valley) beside the grid's measured band when its
+    sweep is in the same directory, and draws DIR/finder.png. Stored tests are
+    not run again."""
     from harness.finder import check_params, finder_runs, run_finders
     from harness.prepare import prepare_grid
     from harness.specs import FinderParams
@@ -182,7 +203,7 @@ def find_lr(
     try:
         params = FinderParams(start, end, steps, beta, stop_factor)
         check_params(params)
-        spec = prepare_grid(grid)
+        spec = prepare_grid(grid, resolve_finder=False)
         notes(spec)
         target = out or str(Path("results") / spec.name)
         runs = finder_runs(spec, params, optimizer, seed)
@@ -259,6 +280,31 @@ def report(
 
 
 @app.command()
+def compact(
+    results: Annotated[
+        str, typer.Argument(help="Results directory (or URI) of a sweep.", show_default=False)
+    ],
+) -> None:
+    """Merge the per-trial files of finished trials into a few Parquet parts
+    (a finished sweep does this itself; readers take either form)."""
+    from harness.errors import StoreError
+    from harness.store import MANIFEST, TRIALS, Store
+
+    store = Store(results)
+    try:
+        if not (store.has(MANIFEST) or store.has(TRIALS)):
+            raise StoreError(f"{store.shown()}: not an lrbench results directory")
+        with store.locked("lrbench compact"):
+            done = store.compact()
+    except LrbenchError as exc:
+        raise failed(exc) from None
+    say(
+        f"{store.shown()}: {done.trials} trials merged into {done.parts} "
+        f"part{'' if done.parts == 1 else 's'} ({done.removed} per-trial files removed)"
+    )
+
+
+@app.command()
 def replay(
     results: Annotated[
         str, typer.Argument(help="Results directory of a sweep run unpruned.", show_default=False)
@@ -299,6 +345,39 @@ def replay(
 
 
 app.command()(nightly)
+
+
+@app.command()
+def export(
+    results: Annotated[
+        list[str],
+        typer.Argument(help="Results directories (or URIs) of lrbench sweeps.", show_default=False),
+    ],
+    tensorboard: Annotated[
+        str,
+        typer.Option(
+            help="TensorBoard logdir (local): one run per trial, with its hparams, results and "
+            "curve; runs an earlier export wrote there are replaced.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Export results for browsing in other tools (now: TensorBoard's HParams and
+    Scalars dashboards)."""
+    import shlex
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from analysis.load import load_results
+    from analysis.tensorboard_export import export_tensorboard
+
+    try:
+        written = export_tensorboard(load_results(results), tensorboard)
+    except LrbenchError as exc:
+        raise failed(exc) from None
+    say(
+        f"tensorboard: {written.runs} runs written to {written.logdir}; "
+        f"browse with: tensorboard --logdir {shlex.quote(written.logdir)}"
+    )
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Grid files: read a TOML grid and validate it into a ``GridSpec``.
 
-Pure: nothing is read but the file itself. ``lr = { best = DIR }`` is parsed
-here and resolved against the earlier sweep by ``harness.prepare``. Nothing
+Pure: nothing is read but the file itself. ``lr = { best = DIR }`` and
+``lr = { finder = DIR }`` are parsed here and resolved against the earlier
+results by ``harness.prepare``. Nothing
 here imports TensorFlow or Ray, so a bad grid file is reported in well under a
 second. See ``docs/grids.md`` for the format.
 """
@@ -28,15 +29,19 @@ from harness.models import (
 from harness.pruning import DEFAULT_RULE, PRUNE_RULES
 from harness.schedules import parse_schedule, schedule_label
 from harness.specs import (
+    FINDER_RULES,
     MAX_TRIALS,
+    RETIRED_RULES,
     TARGET_METRICS,
     BestLr,
     DatasetSpec,
+    FinderLr,
     GridSpec,
     ModelSpec,
     OptimizerSpec,
     Resources,
     StopRule,
+    log_spaced,
 )
 
 _TOP_KEYS = (
@@ -58,22 +63,6 @@ _TOP_KEYS = (
 
 MAX_SEED = 2**32 - 1  # NumPy and TensorFlow take 32-bit seeds
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-
-
-def log_spaced(start: float, stop: float, num: int) -> tuple[float, ...]:
-    """``num`` log-spaced values from ``start`` to ``stop``, endpoints included.
-
-    Values are rounded to 6 significant digits so that they hash, print and
-    compare the same on every machine.
-    """
-    if num == 1:
-        return (_round_sig(start),)
-    a, b = math.log10(start), math.log10(stop)
-    return tuple(_round_sig(10 ** (a + (b - a) * i / (num - 1))) for i in range(num))
-
-
-def _round_sig(x: float, digits: int = 6) -> float:
-    return float(f"{x:.{digits}g}")
 
 
 # ---------------------------------------------------------------- reading ---
@@ -262,13 +251,34 @@ def _best_lr(top: _Table, value: dict[str, Any]) -> BestLr:
     )
 
 
+def _finder_lr(top: _Table, value: dict[str, Any]) -> FinderLr:
+    table = _Table(top.source, "lr", value, ("finder", "rule", "decades", "num"))
+    results = table.string("finder", None)
+    if not results:
+        raise table.error("finder", "must name the results directory of `lrbench find-lr`")
+    rule = table.string("rule", None)
+    if rule is None:
+        raise table.error("rule", f"is required; rules: {', '.join(FINDER_RULES)}")
+    if rule in RETIRED_RULES:
+        raise table.error("rule", f"{rule!r} is ambiguous: {RETIRED_RULES[rule]}")
+    d = FinderLr(results, rule)
+    return FinderLr(
+        results=results,
+        rule=table.string("rule", None, FINDER_RULES),
+        decades=table.number("decades", d.decades, positive=True),
+        num=table.number("num", d.num, minimum=1, integer=True),
+    )
+
+
 def _lrs(top: _Table) -> tuple[float, ...]:
     if "lr" not in top.data:
         raise top.error(
-            "lr", "is required: a list of learning rates, {start, stop, num} or {best = DIR}"
+            "lr",
+            "is required: a list of learning rates, {start, stop, num}, {best = DIR} "
+            "or {finder = DIR, rule}",
         )
     value = top.get("lr")
-    if isinstance(value, dict) and "best" in value:
+    if isinstance(value, dict) and ("best" in value or "finder" in value):
         return ()
     if isinstance(value, dict):
         table = _Table(top.source, "lr", value, ("start", "stop", "num"))
@@ -391,6 +401,7 @@ def parse_grid(
     data_dir = top.string("data_dir", None)
     lr_value = top.get("lr")
     best = isinstance(lr_value, dict) and "best" in lr_value
+    finder = isinstance(lr_value, dict) and "finder" in lr_value and not best
     grid = GridSpec(
         name=_name(top, default_name),
         source=source,
@@ -401,6 +412,7 @@ def parse_grid(
         optimizers=_optimizers(top),
         lrs=_lrs(top),
         best_lr=_best_lr(top, lr_value) if best else None,
+        finder_lr=_finder_lr(top, lr_value) if finder else None,
         batch_sizes=_ints(top, "batch_size", 100, minimum=1),
         losses=tuple(dict.fromkeys(losses)),
         schedules=_schedules(top),

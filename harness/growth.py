@@ -24,7 +24,7 @@ from harness.specs import CONSTANT_SCHEDULE, NOT_IN_IDS, GridSpec
 # The grid's axes, as ``GridSpec.to_json`` names them: each may gain values.
 AXES = ("datasets", "models", "optimizers", "lrs", "batch_sizes", "losses", "schedules", "seeds")
 # What must stay as it was: the trials' stop rule and the sweep's identity.
-FIXED = ("name", "stop", "best_lr")
+FIXED = ("name", "stop", "best_lr", "finder_lr")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ def _values(grid: dict[str, Any], axis: str) -> list[Any]:
             {"optimizer": c["optimizer"], "kwargs": c["optimizer_kwargs"], "lr": c["lr"]}
             for c in grid.get("chosen_lrs", [])
         ]
+    if axis == "lrs" and grid.get("finder_lr"):  # the ladders around range-test suggestions
+        return [
+            {"optimizer": s["optimizer"], "kwargs": s["optimizer_kwargs"], "lr": lr}
+            for s in grid.get("suggested_lrs", [])
+            for lr in s["lrs"]
+        ]
     if axis == "schedules" and not grid.get(axis):  # manifests from before the axis
         return [dict(CONSTANT_SCHEDULE)]
     return list(grid.get(axis) or [])
@@ -89,6 +95,8 @@ def compare(stored: dict[str, Any], new: GridSpec) -> GridChange:
                 )
             elif key == "best_lr":
                 what = "lr.best (the earlier sweep or its rule)"
+            elif key == "finder_lr":
+                what = "lr.finder (the range tests' directory, rule, decades or num)"
             else:
                 what = f"{key} {_text(old_value)} -> {_text(new_value)}"
             return GridChange(False, {}, f"{what} would make stored and new trials incomparable")

@@ -21,6 +21,17 @@ def _duration(seconds: float) -> str:
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
 
 
+def _ladder_lines(grid: GridSpec) -> list[str]:
+    """Under ``lr = { finder = DIR }``: each optimizer's suggestion and ladder."""
+    return [
+        f"            {opt.label}: {s.rule} suggests {s.suggested_lr:.3g}; "
+        + ", ".join(f"{lr:g}" for lr in s.lrs)
+        for opt in grid.optimizers
+        for s in grid.suggested_lrs
+        if s.matches(opt)
+    ]
+
+
 def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
     """Lines describing the expanded grid and its worst-case time on the given resources.
 
@@ -45,6 +56,12 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         lr_text = f"best {grid.best_lr.top_k} of {grid.best_lr.results}: " + "; ".join(
             f"{name} {', '.join(v)}" for name, v in per_opt.items()
         )
+    if grid.finder_lr is not None:
+        f = grid.finder_lr
+        lr_text = (
+            f"{f.num} per optimizer over {f.decades:g} decades, centred on the {f.rule} "
+            f"suggestion of its range test in {f.results}:"
+        )
     stop = grid.stop
     lines = [
         f"grid        {grid.name}  ({grid.source}, digest {grid.digest})",
@@ -61,6 +78,7 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         + ", ".join(o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
         f"lr          {lr_text}",
         *(f"            skipped: {s.text}" for s in grid.skipped),
+        *_ladder_lines(grid),
         f"batch_size  {fmt(grid.batch_sizes)}",
         f"loss        {', '.join(grid.losses)}",
         f"schedule    {', '.join(schedule_label(s) for s in grid.schedules)}",

@@ -1,5 +1,5 @@
 """Compose a runnable grid: parse its file, then resolve the inputs that come
-from earlier results (``lr = { best = DIR }``).
+from earlier results (``lr = { best = DIR }``, ``lr = { finder = DIR }``).
 
 The one place that joins the grid stage with the analysis of an earlier sweep,
 above both, so that neither imports the other. The CLI's ``sweep``, ``show``,
@@ -15,10 +15,23 @@ from harness.grid import load_grid
 from harness.specs import MAX_TRIALS, GridSpec
 
 
-def prepare_grid(path: str | Path, max_trials: int = MAX_TRIALS) -> GridSpec:
+def prepare_grid(
+    path: str | Path, max_trials: int = MAX_TRIALS, resolve_finder: bool = True
+) -> GridSpec:
     """Read and validate a grid file, and choose its LRs from the earlier sweep
-    when it says ``lr = { best = DIR }``."""
+    when it says ``lr = { best = DIR }``, or around each optimizer's range-test
+    suggestion when it says ``lr = { finder = DIR }`` (unless not
+    ``resolve_finder``: ``find-lr`` runs those range tests, it does not read them)."""
     grid = load_grid(path, max_trials)
+    if grid.finder_lr is not None and resolve_finder:
+        from analysis.finderlr import resolve_finder_lrs
+        from analysis.load import load_finder
+
+        try:
+            points = load_finder(grid.finder_lr.results)
+        except LrbenchError as exc:
+            raise GridError(grid.source, "lr.finder", str(exc)) from None
+        return resolve_finder_lrs(grid, points)
     if grid.best_lr is None:
         return grid
     from analysis.bestlr import resolve_best_lrs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -40,6 +41,23 @@ def is_constant(schedule: dict[str, Any] | None) -> bool:
 
 
 MAX_TRIALS = 100_000  # the default limit on a grid's trial count (--max-trials)
+
+
+def round_sig(x: float, digits: int = 6) -> float:
+    """``x`` rounded to ``digits`` significant digits."""
+    return float(f"{x:.{digits}g}")
+
+
+def log_spaced(start: float, stop: float, num: int) -> tuple[float, ...]:
+    """``num`` log-spaced values from ``start`` to ``stop``, endpoints included.
+
+    Values are rounded to 6 significant digits so that they hash, print and
+    compare the same on every machine.
+    """
+    if num == 1:
+        return (round_sig(start),)
+    a, b = math.log10(start), math.log10(stop)
+    return tuple(round_sig(10 ** (a + (b - a) * i / (num - 1))) for i in range(num))
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,51 @@ class ChosenLr:
         return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
 
 
+# The range-test suggestion rules (``analysis.finder`` defines them).
+FINDER_RULES = ("steepest", "min/10", "longest-descent", "fastai-valley")
+# Rule names no longer taken, and what to write instead.
+RETIRED_RULES = {
+    "valley": "lrbench's valley is now 'longest-descent'; fastai's valley is 'fastai-valley'"
+}
+
+
+@dataclass(frozen=True)
+class FinderLr:
+    """``lr = { finder = DIR, rule, decades, num }``: each optimizer's own ladder of
+    ``num`` log-spaced LRs spanning ``decades``, centred (on the log scale) on
+    what ``rule`` suggests from its LR range test stored in ``DIR``."""
+
+    results: str  # where ``lrbench find-lr`` stored the range tests (relative to the cwd)
+    rule: str  # one of FINDER_RULES
+    decades: float = 1.5  # the ladder's whole width, half of it on each side
+    num: int = 9  # LRs per optimizer; an odd count runs the suggestion itself
+
+    def ladder(self, suggested: float) -> tuple[float, ...]:
+        """The LRs for a suggestion: from ``suggested / 10**(decades/2)`` to
+        ``suggested * 10**(decades/2)``, rounded as ``log_spaced`` rounds."""
+        if self.num == 1:
+            return (round_sig(suggested),)
+        half = 10 ** (self.decades / 2)
+        return log_spaced(suggested / half, suggested * half, self.num)
+
+
+@dataclass(frozen=True)
+class SuggestedLr:
+    """One optimizer's ladder under ``lr = { finder = DIR }``, and the suggestion
+    it is centred on."""
+
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
+    rule: str
+    suggested_lr: float  # what the rule read off the range test (unrounded)
+    finder_id: str  # the range test it came from
+    lrs: tuple[float, ...]
+
+    def matches(self, opt: OptimizerSpec) -> bool:
+        """True when this ladder is ``opt``'s (same name and keywords)."""
+        return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
+
+
 @dataclass(frozen=True)
 class Skipped:
     """An optimizer of a ``lr = { best = DIR }`` grid that gets no LR, and why."""
@@ -243,6 +306,8 @@ class GridSpec:
     best_lr: BestLr | None = None  # set: the LRs come from an earlier sweep
     chosen_lrs: tuple[ChosenLr, ...] = ()  # filled from best_lr before the grid runs
     skipped: tuple[Skipped, ...] = ()  # optimizers best_lr found no LR for
+    finder_lr: FinderLr | None = None  # set: each optimizer's LRs come from its range test
+    suggested_lrs: tuple[SuggestedLr, ...] = ()  # filled from finder_lr before the grid runs
     batch_sizes: tuple[int, ...] = (100,)
     losses: tuple[str, ...] = ("crossentropy",)
     schedules: tuple[dict[str, Any], ...] = (CONSTANT_SCHEDULE,)
@@ -292,6 +357,8 @@ class GridSpec:
         (``lr = { best }`` counts ``top_k`` LRs per optimizer)."""
         if self.best_lr is not None and not self.chosen_lrs:
             pairs = self.best_lr.top_k * len(self.optimizers)  # not resolved yet
+        elif self.finder_lr is not None and not self.suggested_lrs:
+            pairs = self.finder_lr.num * len(self.optimizers)  # not resolved yet
         else:
             pairs = len(self.optimizer_lrs())
         return (
@@ -330,7 +397,17 @@ class GridSpec:
 
     def optimizer_lrs(self) -> list[tuple[OptimizerSpec, float, str]]:
         """(optimizer, LR, where the LR came from) for every optimizer and its LRs:
-        the ``lr`` axis, or the LRs chosen from an earlier sweep."""
+        the ``lr`` axis, the LRs chosen from an earlier sweep, or the ladders
+        around range-test suggestions."""
+        if self.finder_lr is not None:
+            results = self.finder_lr.results
+            return [
+                (opt, lr, f"{results} finder {s.rule} (suggested {s.suggested_lr:.3g})")
+                for opt in self.optimizers
+                for s in self.suggested_lrs
+                if s.matches(opt)
+                for lr in s.lrs
+            ]
         if self.best_lr is None:
             return [(opt, lr, "grid") for opt in self.optimizers for lr in self.lrs]
         best = self.best_lr
@@ -353,6 +430,9 @@ class GridSpec:
         data["skipped"] = [s.text for s in self.skipped]
         if data["best_lr"] is not None:  # grids have always been hashed with the rule's text
             data["best_lr"]["rule"] = BEST_LR_RULE
+        if data["finder_lr"] is None:  # other grids keep the JSON and digest they had
+            data.pop("finder_lr")
+            data.pop("suggested_lrs")
         return data
 
     @property

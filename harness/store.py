@@ -187,12 +187,17 @@ class Store(Location):
 
     def quarantine(self, path: str, problem: str) -> str:
         """Move an unreadable file aside (``Location.quarantine``); a trial whose
-        curve goes loses its row too, so that the next run trains it again."""
+        curve goes loses its row too, so that the next run trains it again, and
+        a compacted part of rows takes its part of curves along."""
         target = super().quarantine(path, problem)
         folder, name = posixpath.split(path)
         row = self.path(TRIALS, name)
         if posixpath.basename(folder) == CURVES and self.exists(row):
             super().quarantine(row, "its curve could not be read, so the trial runs again")
+        curves = self.path(CURVES, name)
+        if posixpath.basename(folder) == TRIALS and is_part(name) and self.exists(curves):
+            # a part's curves would hide the curves its trials write when they run again
+            super().quarantine(curves, "the rows of these curves could not be read")
         return target
 
     # -- trials

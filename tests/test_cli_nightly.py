@@ -178,6 +178,13 @@ def test_the_shipped_nightly_grid_and_schedules():
     assert "steps.night.outputs.code == '1'" in history_if and "default_branch" in history_if
     assert uploads["lrbench-nightly-report"] == "always()"
     assert "--device-class" in runs and "head_branch" in runs
+    # pip's downloads cached; the runtime installed at the tested versions, no dev tools
+    setup = next(s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python"))
+    assert (
+        setup["with"]["cache"] == "pip"
+        and "constraints.txt" in setup["with"]["cache-dependency-path"]
+    )
+    assert "pip install --quiet -c constraints.txt ." in runs and "[dev]" not in runs
 
     script = Path("scheduling/nightly.sh")
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0

@@ -39,6 +39,34 @@ def test_non_finite_numbers_are_refused(write_grid, body, field):
     _one_error(runner.invoke(app, ["show", str(path)]), str(path), field)
 
 
+@pytest.mark.parametrize(
+    ("lr", "field"),
+    [
+        ('{ finder = "r" }', "lr.rule: is required; rules: steepest, min/10, longest-descent"),
+        (
+            '{ finder = "r", rule = "valley" }',
+            "lr.rule: 'valley' is ambiguous: lrbench's valley is now 'longest-descent'; "
+            "fastai's valley is 'fastai-valley'",
+        ),
+        ('{ finder = "r", rule = "slide" }', "lr.rule: unknown value 'slide'; allowed: steepest,"),
+        ('{ finder = "r", rule = 3 }', "lr.rule: must be a string, got 3"),
+        ('{ finder = "", rule = "min/10" }', "lr.finder: must name the results directory"),
+        ('{ finder = "r", rule = "min/10", decades = 0 }', "lr.decades: must be > 0, got 0"),
+        ('{ finder = "r", rule = "min/10", decades = -1.5 }', "lr.decades: must be > 0"),
+        ('{ finder = "r", rule = "min/10", decades = inf }', "lr.decades: must be a finite"),
+        ('{ finder = "r", rule = "min/10", num = 0 }', "lr.num: must be >= 1, got 0"),
+        ('{ finder = "r", rule = "min/10", num = 2.5 }', "lr.num: must be an integer, got 2.5"),
+        (
+            '{ finder = "r", rule = "min/10", top_k = 2 }',
+            "lr.top_k: unknown key; allowed: finder, rule, decades, num",
+        ),
+    ],
+)
+def test_a_bad_finder_lr_table_is_one_line(write_grid, lr, field):
+    path = write_grid(HEAD + f"lr = {lr}\n")
+    _one_error(runner.invoke(app, ["show", str(path)]), str(path), field)
+
+
 def test_non_finite_width_is_refused(write_grid):
     path = write_grid(
         'models = [{ name = "tiny_cnn", widths = [1, inf] }]\noptimizers = ["adam"]\nlr = [0.1]\n'

@@ -67,17 +67,19 @@ def _wait_gone(sid, timeout=120):
 
 
 def _stored(out):
-    """File name -> modification time, for the stored trial rows."""
-    folder = out / "trials"
-    if not folder.exists():
+    """Trial id -> when it started, for the stored trial rows (per-trial files,
+    or compacted parts once a sweep has finished)."""
+    if not (out / "trials").exists():
         return {}
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet")}
+    rows = pd.read_parquet(out / "trials")
+    return dict(zip(rows.trial_id, rows.started_at, strict=True))
 
 
 def _finished(out, names):
     """The stored rows a rerun must keep: every status but error (which it retries)."""
-    rows = pd.concat([pd.read_parquet(out / "trials" / name) for name in names])
-    return {f"{i}.parquet" for i in rows.loc[rows.status != "error", "trial_id"]}, list(rows.status)
+    rows = pd.read_parquet(out / "trials")
+    rows = rows[rows.trial_id.isin(names)]
+    return set(rows.loc[rows.status != "error", "trial_id"]), list(rows.status)
 
 
 def _refused_while_held(grid, out):
@@ -139,17 +141,19 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
 
 
 def _corrupt_then_report_and_rerun(grid, out, report):
-    """A truncated row and a stray file: the report moves both aside with one
-    line each and draws the rest; the next sweep trains that one trial again."""
-    rows = sorted((out / "trials").glob("*.parquet"))
-    rows[0].write_bytes(rows[0].read_bytes()[:-40])
+    """A truncated compacted part of rows and a stray file: the report moves
+    both aside, with the part's curves, one line each, and the next sweep
+    trains those trials again."""
+    (part,) = (out / "trials").glob("part-*.parquet")  # the finished sweep compacted
+    part.write_bytes(part.read_bytes()[:-40])
     (out / "trials" / "README").write_text("a stray file")
     result = CliRunner().invoke(app, ["report", str(out), "--out", str(report)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and "no trials stored yet" in result.output, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 2 and all("moved to" in w for w in warnings), result.output
+    assert len(warnings) == 3 and all("moved to" in w for w in warnings), result.output
     assert len(list((out / "quarantine" / "trials").iterdir())) == 2  # nothing deleted
+    assert len(list((out / "quarantine" / "curves").iterdir())) == 1
     again = _sweep(grid, out)
     output, _ = again.communicate(timeout=300)
-    assert again.returncode == 0 and "5 already stored, 1 run now" in output, output
+    assert again.returncode == 0 and "0 already stored, 6 run now" in output, output
     assert len(pd.read_parquet(out / "trials")) == 6
