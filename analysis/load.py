@@ -63,9 +63,13 @@ class NoTrialsYet(StoreError):
         self.manifest = manifest
 
 
-def _check_directory(store: Store) -> None:
+def _check_exists(store: Store) -> None:
     if "://" not in store.out and not os.path.isdir(store.out):
         raise StoreError(f"{store.shown()}: no such results directory")
+
+
+def _check_directory(store: Store) -> None:
+    _check_exists(store)
     if not (store.has(MANIFEST) or store.has(TRIALS)):
         raise StoreError(
             f"{store.shown()}: not an lrbench results directory (no {MANIFEST}, no {TRIALS}/); "
@@ -78,8 +82,7 @@ def load_finder(path: str) -> pd.DataFrame:
     need not be there). Raises ``StoreError`` (one line) for a missing directory
     or one without range tests."""
     store = Store(path)
-    if "://" not in store.out and not os.path.isdir(store.out):
-        raise StoreError(f"{store.shown()}: no such results directory")
+    _check_exists(store)
     if not store.has(FINDER):
         raise StoreError(
             f"{store.shown()}: no LR range tests stored (no {FINDER}/); "

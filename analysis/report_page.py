@@ -42,6 +42,14 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
+_HEAD = [
+    "<!doctype html><html><head><meta charset='utf-8'>",
+    "<title>lrbench report</title>",
+    f"<style>{CSS}</style></head><body>",
+    "<h1>lrbench report</h1>",
+]
+
+
 def page(
     results: Results,
     shown: dict[str, pd.DataFrame],
@@ -52,7 +60,6 @@ def page(
 ) -> str:
     """The report's ``index.html``: the sweeps, each table that ``shown`` holds,
     the ``figures`` (names of ``FIGURES``) and the ``notes``, as one page."""
-    from harness import __version__
 
     def table(name: str) -> str:
         return shown[name].to_html(index=False, border=0, na_rep="", escape=True)
@@ -68,10 +75,7 @@ def page(
         for label, path in results.paths.items()
     )
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>lrbench report</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<h1>lrbench report</h1>",
+        *_HEAD,
         f"<p>Results: {sources}.</p>",
         "<h2>Sweeps</h2>",
         table("summary"),
@@ -201,16 +205,13 @@ def page(
         f"TensorBoard): <code>lrbench export {html.escape(dirs)} --tensorboard LOGDIR</code>, "
         "then <code>tensorboard --logdir LOGDIR</code>.</p>"
     )
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    parts.append(f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>")
+    parts.append(_footer())
     return "\n".join(parts) + "\n"
 
 
 def waiting_page(path: str, manifest: dict[str, Any]) -> str:
     """The ``index.html`` of a results directory whose sweep has stored no trial
     yet: what the manifest says of the sweep, and a note to come back."""
-    from harness import __version__
-
     run = (manifest.get("runs") or [{}])[-1]
     name = manifest.get("name") or "(unnamed)"
     planned = run.get("trials")
@@ -220,26 +221,26 @@ def waiting_page(path: str, manifest: dict[str, Any]) -> str:
         else "its run is still going, or stopped before its first trial finished"
     )
     started = f" started at {run['started_at']}" if run.get("started_at") else ""
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     shown = html.escape(path)
-    return (
-        "\n".join(
-            [
-                "<!doctype html><html><head><meta charset='utf-8'>",
-                "<title>lrbench report</title>",
-                f"<style>{CSS}</style></head><body>",
-                "<h1>lrbench report</h1>",
-                f"<p>Results: <code>{shown}</code>.</p>",
-                f"<p class='note'>No trials stored yet. Sweep <code>{html.escape(name)}</code>"
-                + (f" ({planned} trials planned)" if planned is not None else "")
-                + f"{html.escape(started)}: {html.escape(state)}. There is nothing to tabulate "
-                f"or plot until a trial is stored: run <code>lrbench report {shown}</code> "
-                "again then.</p>",
-                f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>",
-            ]
-        )
-        + "\n"
-    )
+    parts = [
+        *_HEAD,
+        f"<p>Results: <code>{shown}</code>.</p>",
+        f"<p class='note'>No trials stored yet. Sweep <code>{html.escape(name)}</code>"
+        + (f" ({planned} trials planned)" if planned is not None else "")
+        + f"{html.escape(started)}: {html.escape(state)}. There is nothing to tabulate "
+        f"or plot until a trial is stored: run <code>lrbench report {shown}</code> "
+        "again then.</p>",
+        _footer(),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _footer() -> str:
+    """The page's last line: lrbench's version and when the page was written."""
+    from harness import __version__
+
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    return f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>"
 
 
 def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:

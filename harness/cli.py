@@ -54,7 +54,7 @@ def _options(
         ),
     ] = False,
 ) -> None:
-    """lrbench: which optimizer and learning rate train a model, and how fast."""
+    """Options before a command (the help text shown is the app's)."""
 
 
 @app.command()
@@ -145,7 +145,7 @@ def show(
             store = Store(out)
             change = store.grid_change(spec)
             ids = {t.trial_id for t in spec.expand()}
-            stored = len(ids & store.finished().keys()) if change is not None else 0
+            stored = len(ids & store.finished().keys())  # none in a new directory
             lines += stored_lines(store.shown(), change, len(ids), stored)
     except LrbenchError as exc:
         raise failed(exc) from None

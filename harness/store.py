@@ -55,9 +55,8 @@ MANIFEST = "manifest.json"
 TRIALS = "trials"
 CURVES = "curves"
 FINDER = "finder"
-PART = (
-    "part-"  # a compacted file of many trials: trials/part-<id>.parquet, curves/part-<id>.parquet
-)
+# compacted files of many trials: trials/part-<id>.parquet and curves/part-<id>.parquet
+PART = "part-"
 PART_TRIALS = 10_000  # trials per compacted part
 
 
@@ -94,6 +93,15 @@ class Store(Location):
         """The manifest, after checking this directory holds no other grid's
         results: the same grid, an earlier version of it that ``grid`` grows
         (``harness.growth``), or one of the versions it grew through."""
+        return self._checked(grid)[0]
+
+    def grid_change(self, grid: GridSpec) -> GridChange | None:
+        """How ``grid`` relates to the grid stored here (None: a new directory)."""
+        return self._checked(grid)[1]
+
+    def _checked(self, grid: GridSpec) -> tuple[dict[str, Any] | None, GridChange | None]:
+        from harness.growth import GridChange, compare
+
         manifest = self.read_manifest()
         if manifest is None:
             if self.has(TRIALS):
@@ -101,24 +109,9 @@ class Store(Location):
                     f"{self.shown()}: has a trials/ folder but no {MANIFEST}; "
                     "use an empty or new --out"
                 )
-        elif grid.digest not in grid_versions(manifest):
-            self._check_growth(manifest, grid)
-        return manifest
-
-    def grid_change(self, grid: GridSpec) -> GridChange | None:
-        """How ``grid`` relates to the grid stored here (None: a new directory)."""
-        from harness.growth import GridChange, compare
-
-        manifest = self.check_grid(grid)
-        if manifest is None:
-            return None
+            return None, None
         if grid.digest in grid_versions(manifest):
-            return GridChange(True, {})
-        return compare(manifest.get("grid") or {}, grid)
-
-    def _check_growth(self, manifest: dict[str, Any], grid: GridSpec) -> None:
-        from harness.growth import compare
-
+            return manifest, GridChange(True, {})
         stored = manifest.get("name")
         if stored != grid.name:
             raise StoreError(
@@ -132,6 +125,7 @@ class Store(Location):
                 f"{self.shown()}: holds grid {stored!r} (digest {manifest.get('grid_digest')}); "
                 f"{grid.source} changes it: {change.problem}; use another --out"
             )
+        return manifest, change
 
     def open_sweep(self, grid: GridSpec, run_info: dict[str, Any]) -> dict[str, Any]:
         """Start or resume a sweep of ``grid`` here: record this run in the
@@ -256,17 +250,21 @@ class Store(Location):
     def _part_ids(self, folder: str) -> set[str]:
         """The trial ids that ``folder``'s compacted parts hold (a part that
         cannot be read holds none here; ``read_dataset`` quarantines it)."""
-        import pyarrow.parquet as pq
-
         ids: set[str] = set()
         for name in self._parts(folder):
-            try:
-                with self.fs.open_input_file(self.path(folder, name)) as f:
-                    column = pq.read_table(f, columns=["trial_id"]).column("trial_id")
-            except Exception:
-                continue
-            ids.update(column.unique().to_pylist())
+            ids |= self._ids_in(folder, name) or set()
         return ids
+
+    def _ids_in(self, folder: str, name: str) -> set[str] | None:
+        """The trial ids in one Parquet file of ``folder`` (None: it cannot be read)."""
+        import pyarrow.parquet as pq
+
+        try:
+            with self.fs.open_input_file(self.path(folder, name)) as f:
+                column = pq.read_table(f, columns=["trial_id"]).column("trial_id")
+        except Exception:
+            return None
+        return set(column.unique().to_pylist())
 
     def _singles(self, folder: str) -> set[str]:
         """The trial ids of ``folder``'s per-trial files."""
@@ -286,25 +284,18 @@ class Store(Location):
         trial, so a kill at any point loses nothing and repeats nothing; the
         next compaction finishes what a killed one left. Trials with status
         ``error`` keep their own files (a rerun replaces them)."""
-        import pyarrow.compute as pc
-
         removed = 0
         trial_parts, curve_parts = set(self._parts(TRIALS)), set(self._parts(CURVES))
+        single_curves = self._singles(CURVES)
         for name in sorted(curve_parts - trial_parts):  # killed between a part's two writes
-            if self._part_ids_of(CURVES, name) <= self._singles(CURVES):
-                self.remove(self.path(CURVES, name))  # every row is still in its own file
+            ids = self._ids_in(CURVES, name)
+            if ids is not None and ids <= single_curves:  # every row is still in its own file
+                self.remove(self.path(CURVES, name))
         for folder in (TRIALS, CURVES):  # per-trial files a part already holds
             for rid in self._singles(folder) & self._part_ids(folder):
                 self.remove(self.path(folder, f"{rid}.parquet"))
                 removed += 1
-        singles = self._singles(TRIALS)
-        with_curve = self._singles(CURVES)
-        rows = self.read_dataset(TRIALS, trials_schema(), ["trial_id", "status"], keep=_single)
-        done = pc.and_(
-            pc.not_equal(rows.column("status"), TrialStatus.ERROR.value),
-            pc.is_in(rows.column("trial_id"), value_set=pa_array(sorted(with_curve))),
-        )
-        ids = sorted(set(rows.filter(done).column("trial_id").to_pylist()) & singles)
+        ids = sorted(self.finished().keys() & self._singles(TRIALS) & self._singles(CURVES))
         grid = self.grid_json or (self.read_manifest() or {}).get("grid") or {}
         parts = 0
         for start in range(0, len(ids), per_part):
@@ -324,15 +315,6 @@ class Store(Location):
                         removed += 1
             parts += 1
         return Compaction(trials=len(ids), parts=parts, removed=removed)
-
-    def _part_ids_of(self, folder: str, name: str) -> set[str]:
-        import pyarrow.parquet as pq
-
-        try:
-            with self.fs.open_input_file(self.path(folder, name)) as f:
-                return set(pq.read_table(f, columns=["trial_id"]).column("trial_id").to_pylist())
-        except Exception:
-            return {"(unreadable)"}  # never a subset of the per-trial files: kept
 
     # -- LR range tests
     def write_finder(self, outcome: FinderOutcome) -> None:
@@ -365,18 +347,8 @@ def is_part(name: str) -> bool:
     return name.startswith(PART) and name.endswith(".parquet")
 
 
-def _single(name: str) -> bool:
-    return not is_part(name)
-
-
 def _stem(name: str) -> str:
     return name.removesuffix(".parquet")
-
-
-def pa_array(values: list[str]) -> pa.Array:
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.string())
 
 
 def grid_versions(manifest: dict[str, Any]) -> list[str]:
