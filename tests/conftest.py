@@ -67,14 +67,29 @@ max_epochs = 8
 @pytest.fixture(scope="session")
 def real_sweep(tmp_path_factory) -> Path:
     """A results directory written by a real tiny sweep (Ray, TensorFlow,
-    bundled MNIST subset), shared by the analysis, report and notebook tests."""
+    bundled MNIST subset), shared by the analysis, report and notebook tests,
+    which only read it.
+
+    Under pytest-xdist the test processes share one: the first to ask runs it
+    under a file lock in the run's common temporary directory, the others wait
+    and read it (two sweeps at once would each take both cores).
+    """
+    from filelock import FileLock
+
     from harness.grid import load_grid
     from harness.sweep import run_sweep
 
-    base = tmp_path_factory.mktemp("analysis")
-    grid_path = base / "grid.toml"
-    grid_path.write_text(ANALYSIS_GRID)
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, above each process's popen-gwK/
+    base = base / "real-sweep"
+    base.mkdir(exist_ok=True)
     out = base / "sweep"
-    result = run_sweep(load_grid(grid_path), str(out))
-    assert result.unfinished == 0, result
+    with FileLock(str(base / "lock")):
+        if not (base / "done").exists():
+            grid_path = base / "grid.toml"
+            grid_path.write_text(ANALYSIS_GRID)
+            result = run_sweep(load_grid(grid_path), str(out))  # resumes a failed one
+            assert result.unfinished == 0, result
+            (base / "done").touch()
     return out

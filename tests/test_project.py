@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -47,13 +48,17 @@ def test_version_and_completion():
     from importlib.metadata import version
 
     assert version("lrbench") == __version__  # pyproject reads it from harness
-    script = subprocess.run(
+    # typer detects the shell from the parent processes (none is a shell under
+    # pytest-xdist); its own switch for tests makes the option take the name
+    done = subprocess.run(
         [sys.executable, "-m", "harness.cli", "--show-completion", "bash"],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    assert "_LRBENCH_COMPLETE" in script or "complete_bash" in script
+        cwd=ROOT,
+        env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "_LRBENCH_COMPLETE" in done.stdout or "complete_bash" in done.stdout
 
 
 def test_every_floor_is_pinned_for_the_floors_job_and_the_tested_pins_satisfy_it():

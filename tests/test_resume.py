@@ -25,10 +25,10 @@ optimizers = ["gd"]
 lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]
 [stop]
 budget_s = 3600
-max_epochs = 10
+max_epochs = 6
 """
-# Hopeless LRs: each trial ends as "budget" after its 10 epochs (400 steps, a few
-# seconds), long enough to interrupt the sweep between trials.
+# Hopeless LRs: each trial ends as "budget" after its 6 epochs (240 steps, two
+# seconds or more), long enough to interrupt the sweep between trials.
 
 
 def _sweep(grid, out, **kwargs):
@@ -98,12 +98,16 @@ def test_interrupted_sweep_resumes_without_repeating_a_trial(tmp_path, write_gri
     grid, out = write_grid(GRID), tmp_path / "out"
     proc = _sweep(grid, out)
     deadline = time.monotonic() + 240
+    if sig == signal.SIGINT:  # the lock is taken before Ray starts
+        while not (out / ".lock").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no lock taken in time"
+            time.sleep(0.1)
+        _refused_while_held(grid, out)
     while len(_stored(out)) < 2:
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "no trial finished in time"
         time.sleep(0.2)
-    if sig == signal.SIGINT:
-        _refused_while_held(grid, out)
     if sig == signal.SIGKILL:  # a crash takes the driver and its Ray processes at once
         for pid in _session(proc.pid):
             os.kill(pid, signal.SIGKILL)
