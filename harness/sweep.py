@@ -20,7 +20,7 @@ from typing import Any
 from harness import sysinfo
 from harness.data import Dataset, load_dataset
 from harness.errors import FatalError, GridError, LrbenchError, one_line
-from harness.models import check_optimizers
+from harness.optcheck import BackgroundCheck
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
 from harness.specs import GridSpec, TrialSpec
 from harness.store import Store
@@ -225,14 +225,21 @@ def run_sweep(
     store = Store(out)
     store.check_grid(grid)  # before any slow work
     with store.locked(f"lrbench sweep {grid.source}"):  # a second sweep here stops at once
-        check_optimizers(grid)
-        return _run_locked(grid, store, trials, started, address, data_dir, max_failures, verbose)
+        # in a child process while data loads and Ray starts (harness.optcheck)
+        check = BackgroundCheck.start(grid)
+        try:
+            return _run_locked(
+                grid, store, trials, check, started, address, data_dir, max_failures, verbose
+            )
+        finally:
+            check.close()
 
 
 def _run_locked(
     grid: GridSpec,
     store: Store,
     trials: list[TrialSpec],
+    check: BackgroundCheck,
     started: float,
     address: str | None,
     data_dir: str | None,
@@ -264,6 +271,18 @@ def _run_locked(
         from harness.progress import SweepProgress
 
         check_resources(grid)
+        progress = SweepProgress(len(trials), stored, Counter(finished.values()))
+        fatal = _fatal_stopper()
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                _trainable,
+                data=data,
+                fingerprints={name: d.fingerprint() for name, d in data.items()},
+                store=store,
+            ),
+            {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
+        )
+        check.wait()  # an optimizer the grid gets wrong: one line, before the store opens
         store.open_sweep(
             grid,
             {
@@ -275,17 +294,6 @@ def _run_locked(
                 "pending": len(pending),
                 **_cluster_info(),
             },
-        )
-        progress = SweepProgress(len(trials), stored, Counter(finished.values()))
-        fatal = _fatal_stopper()
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                _trainable,
-                data=data,
-                fingerprints={name: d.fingerprint() for name, d in data.items()},
-                store=store,
-            ),
-            {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
         )
         with tempfile.TemporaryDirectory(prefix="lrbench-tune-") as tune_dir:
             tuner = tune.Tuner(

