@@ -50,7 +50,6 @@ class BackgroundCheck:
 
     grid: GridSpec
     proc: subprocess.Popen | None  # None: not started, ``wait`` checks in this process
-    payload: str | None = None
 
     @classmethod
     def start(cls, grid: GridSpec) -> BackgroundCheck:
@@ -64,19 +63,28 @@ class BackgroundCheck:
             stderr=subprocess.DEVNULL,  # TensorFlow's start-up notices
             text=True,
         )
-        return cls(grid, proc, payload)
+        try:  # the child reads it at once, then imports Keras while we go on
+            assert proc.stdin is not None
+            proc.stdin.write(payload)
+            proc.stdin.close()
+        except OSError:  # it died already: ``wait`` checks in this process
+            pass
+        return cls(grid, proc)
 
     def wait(self) -> None:
         """The child's verdict: returns, or raises the ``GridError`` that
         ``check_optimizers`` raises. A child that fails to answer (killed, no
         Python) gives way to the check in this process."""
         if self.proc is not None:
+            proc, self.proc = self.proc, None
             try:
-                out, _ = self.proc.communicate(self.payload)
-                verdict = json.loads(out)
-            except (OSError, ValueError):
+                assert proc.stdout is not None
+                with proc.stdout:
+                    out = proc.stdout.read()
+                proc.wait()
+                verdict = json.loads(out.strip().splitlines()[-1])  # the child's last line
+            except (OSError, ValueError, IndexError):
                 verdict = None
-            self.proc = None
             if isinstance(verdict, dict):
                 if verdict:
                     raise GridError(self.grid.source, verdict["field"], verdict["message"])
@@ -88,9 +96,11 @@ class BackgroundCheck:
     def close(self) -> None:
         """Stop the child if its verdict is no longer needed."""
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.communicate()
-            self.proc = None
+            proc, self.proc = self.proc, None
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _main() -> None:

@@ -58,3 +58,13 @@ def test_the_driver_never_imports_tensorflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # TensorFlow's start-up notices stay in the child
+
+
+def test_a_child_that_dies_gives_way_to_the_check_in_process():
+    bad = parse_grid(BAD, "bad.toml")
+    check = BackgroundCheck.start(bad)
+    assert check.proc is not None
+    check.proc.kill()
+    with pytest.raises(GridError) as raised:
+        check.wait()
+    assert str(raised.value) == _message(bad)
