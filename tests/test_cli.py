@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -37,6 +38,7 @@ def test_missing_grid_file(tmp_path):
     assert "nope.toml: cannot read grid file" in result.output
 
 
+@pytest.mark.slow  # starts Ray, and the check imports TensorFlow
 def test_bad_optimizer_keyword_is_caught_before_any_trial(write_grid, tmp_path):
     path = write_grid(
         'models = ["tiny_cnn"]\n'

@@ -82,38 +82,65 @@ def _node(*args: str) -> subprocess.Popen:
     )
 
 
-@pytest.fixture
-def cluster():
-    """A head node and a second node (1 CPU each). Yields the address, the
-    second node's process (killing its group loses the node) and the Ray
-    Client address. Only these processes are stopped afterwards."""
-    address, client_port = f"127.0.0.1:{_free_port()}", _free_port()
-    temp = tempfile.mkdtemp(prefix="lrb-ray-", dir="/tmp")  # short: Ray's socket paths
-    head = _node(
-        "--head", "--port", address.split(":")[1], "--num-cpus", "1",
-        "--ray-client-server-port", str(client_port), "--temp-dir", temp,
-        "--include-dashboard", "false", "--disable-usage-stats",
-    )  # fmt: skip
-    HEAD_LOGS[client_port] = Path(temp) / "session_latest" / "logs"
-    second = None
-    try:
+class _Cluster:
+    """A head node and a second node (1 CPU each) on this machine."""
+
+    def __init__(self) -> None:
+        self.address, client_port = f"127.0.0.1:{_free_port()}", _free_port()
+        self.client = f"ray://127.0.0.1:{client_port}"
+        self.temp = tempfile.mkdtemp(prefix="lrb-ray-", dir="/tmp")  # short: Ray's socket paths
+        self.head = _node(
+            "--head", "--port", self.address.split(":")[1], "--num-cpus", "1",
+            "--ray-client-server-port", str(client_port), "--temp-dir", self.temp,
+            "--include-dashboard", "false", "--disable-usage-stats",
+        )  # fmt: skip
+        HEAD_LOGS[client_port] = Path(self.temp) / "session_latest" / "logs"
+        self.second: subprocess.Popen | None = None
+        try:
+            self._wait_for(1, self.head, "the head node")
+        except BaseException:
+            self.stop()
+            raise
+
+    def with_second_node(self) -> None:
+        """Start the second node, unless it runs already."""
+        if self.second is None or self.second.poll() is not None:
+            self.second = _node("--address", self.address, "--num-cpus", "1")
+            self._wait_for(2, self.second, "the second node")
+
+    def _wait_for(self, nodes: int, proc: subprocess.Popen, what: str) -> None:
         deadline = time.monotonic() + 120
-        while _alive_nodes(address) < 1:
-            assert head.poll() is None, "the head node exited"
-            assert time.monotonic() < deadline, "the head node never started"
+        while _alive_nodes(self.address) < nodes:
+            assert proc.poll() is None, f"{what} exited"
+            assert time.monotonic() < deadline, f"{what} never joined"
             time.sleep(1)
-        second = _node("--address", address, "--num-cpus", "1")
-        while _alive_nodes(address) < 2:
-            assert second.poll() is None, "the second node exited"
-            assert time.monotonic() < deadline + 120, "the second node never joined"
-            time.sleep(1)
-        yield address, second, f"ray://127.0.0.1:{client_port}"
-    finally:
-        for node in (second, head):
+
+    def stop(self) -> None:
+        for node in (self.second, self.head):
             if node is not None and node.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(node.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared_cluster():
+    """One cluster for this file's tests: starting one takes a while. Only its
+    own processes are stopped afterwards."""
+    made = _Cluster()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+def cluster(shared_cluster):
+    """The address, the second node's process (killing its group loses the node)
+    and the Ray Client address, with both nodes up: a second node that an
+    earlier test lost is started again."""
+    shared_cluster.with_second_node()
+    return shared_cluster.address, shared_cluster.second, shared_cluster.client
 
 
 def _sweep(grid: Path, out: Path, address: str) -> subprocess.Popen:
