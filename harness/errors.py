@@ -33,6 +33,7 @@ class GridError(LrbenchError):
     def __init__(self, source: str, field: str, message: str) -> None:
         self.source = source
         self.field = field
+        self.message = message
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {message}")
 

@@ -223,7 +223,7 @@ def run_finders(
     done = store.finder_ids()
     todo = [r for r in runs if r.finder_id not in done]
     if todo:
-        check_optimizers(grid)  # a keyword typo fails here, in one line
+        check_optimizers(grid.source, grid.optimizers)  # a keyword typo fails here, in one line
     datasets: dict[str, Dataset] = {}
     for i, run in enumerate(todo, 1):
         if run.dataset not in datasets:

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import GridError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import keras
 
-    from harness.specs import GridSpec
+    from harness.specs import OptimizerSpec
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -216,17 +218,17 @@ def optimizer_keywords(name: str) -> set[str]:
     return names - {"self", "args", "kwargs", "learning_rate"}
 
 
-def check_optimizers(grid: GridSpec) -> None:
+def check_optimizers(source: str, optimizers: Sequence[OptimizerSpec]) -> None:
     """Check each optimizer's keywords against Keras, then build it and take one
     update with it, so a typo or a bad value fails once, up front, not in every
-    trial."""
+    trial. ``source`` and ``optimizers`` are a grid's (``GridSpec``)."""
     import_keras_quietly()
-    for i, opt in enumerate(grid.optimizers):
+    for i, opt in enumerate(optimizers):
         allowed = optimizer_keywords(opt.name)
         for key in opt.kwargs:
             if key not in allowed:
                 raise GridError(
-                    grid.source,
+                    source,
                     f"optimizers[{i}].kwargs.{key}",
                     f"not a keyword of {opt.name}; allowed: {', '.join(sorted(allowed))}",
                 )
@@ -234,7 +236,7 @@ def check_optimizers(grid: GridSpec) -> None:
         if problem:
             given = ", ".join(f"{k} = {v!r}" for k, v in opt.kwargs.items())
             raise GridError(
-                grid.source,
+                source,
                 f"optimizers[{i}].kwargs",
                 f"{opt.name} refuses {given}: {problem}",
             )

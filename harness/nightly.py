@@ -78,7 +78,9 @@ def run_night(
 
     history = History(history_root)
     history.read()  # a corrupt history fails now, not after the night's sweep
-    check_optimizers(grid)  # so do a keyword typo and a missing dataset (next)
+    check_optimizers(
+        grid.source, grid.optimizers
+    )  # so do a keyword typo and a missing dataset (next)
     data = {
         name: load_dataset(name, data_dir or grid.data_dir).fingerprint()
         for name in dict.fromkeys(d.name for d in grid.datasets)

@@ -48,7 +48,7 @@ def _payload(grid: GridSpec) -> str | None:
 
 @dataclass
 class BackgroundCheck:
-    """``check_optimizers(grid)`` running in a child process."""
+    """``check_optimizers`` of a grid, running in a child process."""
 
     grid: GridSpec
     proc: subprocess.Popen | None  # None: not started, ``wait`` checks in this process
@@ -93,7 +93,7 @@ class BackgroundCheck:
                 return
         from harness.models import check_optimizers
 
-        check_optimizers(self.grid)
+        check_optimizers(self.grid.source, self.grid.optimizers)
 
     def close(self) -> None:
         """Stop the child if its verdict is no longer needed."""
@@ -113,22 +113,12 @@ def _main() -> None:
 
     given: dict[str, Any] = json.loads(sys.stdin.read())
     optimizers = [OptimizerSpec(o["name"], o["kwargs"]) for o in given["optimizers"]]
-    grid = _Optimizers(given["source"], tuple(optimizers))
     try:
-        check_optimizers(grid)  # type: ignore[arg-type]  # needs .source and .optimizers
+        check_optimizers(given["source"], optimizers)
     except GridError as exc:
-        message = str(exc).removeprefix(f"{exc.source}: {exc.field}: ")
-        print(json.dumps({"field": exc.field, "message": message}))
+        print(json.dumps({"field": exc.field, "message": exc.message}))
         return
     print("{}")
-
-
-@dataclass(frozen=True)
-class _Optimizers:
-    """What ``check_optimizers`` reads of a grid."""
-
-    source: str
-    optimizers: tuple[Any, ...]
 
 
 if __name__ == "__main__":

@@ -162,7 +162,8 @@ def test_a_value_keras_refuses_is_named_in_the_message():
 
     bad = {"models": ["tiny_cnn"], "optimizers": [{"name": "adam", "kwargs": {"beta_1": "high"}}]}
     with pytest.raises(GridError) as raised:
-        check_optimizers(parse_grid({**bad, "lr": [0.1]}, "g.toml"))
+        grid = parse_grid({**bad, "lr": [0.1]}, "g.toml")
+        check_optimizers(grid.source, grid.optimizers)
     assert str(raised.value).startswith("g.toml: optimizers[0].kwargs: ")
     assert "refuses beta_1 = 'high'" in str(raised.value)
 

@@ -25,7 +25,7 @@ BAD = {
 
 def _message(grid) -> str:
     with pytest.raises(GridError) as raised:
-        check_optimizers(grid)
+        check_optimizers(grid.source, grid.optimizers)
     return str(raised.value)
 
 
