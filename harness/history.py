@@ -52,6 +52,7 @@ class History(Location):
         )
         df = to_pandas(table)
         df["schedule"] = df["schedule"].fillna("constant")
+        df["builder"] = df["builder"].fillna("")  # built-in models, before schema 6
         return df
 
     def files(self) -> list[str]:

@@ -1,6 +1,12 @@
 """Keras models, optimizers and losses, built from a trial spec.
 
-Every model takes a ``width`` multiplier; each family's docstring says what it
+A model comes from a builder: a function called as
+``build(width=..., input_shape=..., num_classes=..., **kwargs)`` (only the
+arguments it accepts) that returns an uncompiled ``keras.Model``. The
+built-in models are builders registered under their names (``BUILDERS``); a
+grid names a user's builder by reference (``module:function``, see
+``harness.userref``), and both are built by ``build_model``. Every built-in
+model takes a ``width`` multiplier; each family's docstring says what it
 scales. Keras is imported inside the functions so that importing this module
 stays cheap.
 """
@@ -9,19 +15,23 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.data import NUM_CLASSES
 from harness.errors import GridError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import keras
 
-    from harness.specs import OptimizerSpec
+    from harness.data import Dataset
+    from harness.specs import ModelRef, ModelSpec, OptimizerSpec
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+Shape = tuple[int, ...]
+
+INPUT_SHAPE = (28, 28, 1)  # the built-in models' default input: MNIST's
 
 
 def import_keras_quietly() -> None:
@@ -54,11 +64,12 @@ SCALED_UNITS = {
     "tutorial_cnn": (32, 64),
     "tiny_cnn": (4, 8, 14),
     "keras_cnn": (32, 64, 256),
+    "small_resnet": (16, 32, 64),
 }
 
 
 def scaled_units(name: str, width: float, kwargs: dict[str, Any] | None = None) -> list[int]:
-    """The sizes ``width`` gives the scaled layers of a family (unclamped)."""
+    """The sizes ``width`` gives the scaled layers of a built-in family (unclamped)."""
     bases = SCALED_UNITS.get(name) or ((kwargs or {}).get("hidden", 128),)
     return [int(round(base * width)) for base in bases]
 
@@ -67,13 +78,16 @@ def _scaled(base: int, width: float) -> int:
     return max(1, int(round(base * width)))
 
 
-def tutorial_cnn(width: float) -> keras.Model:
+def tutorial_cnn(
+    width: float, input_shape: Shape = INPUT_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Model:
     """TensorFlow's tutorial CNN (about 3.27M weights); width scales the conv filters."""
     from keras import layers
 
     conv1, conv2 = SCALED_UNITS["tutorial_cnn"]
     return _sequential(
         "tutorial_cnn",
+        input_shape,
         [
             layers.Conv2D(_scaled(conv1, width), 5, padding="same", activation="relu"),
             layers.MaxPooling2D(2),
@@ -82,12 +96,14 @@ def tutorial_cnn(width: float) -> keras.Model:
             layers.Flatten(),
             layers.Dense(1024, activation="relu"),
             layers.Dropout(0.4),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(num_classes, activation="softmax"),
         ],
     )
 
 
-def tiny_cnn(width: float) -> keras.Model:
+def tiny_cnn(
+    width: float, input_shape: Shape = INPUT_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Model:
     """Two conv and two dense layers, about 3,300 weights at width 1.
 
     Width scales the conv filters (4, 8) and the hidden dense units (14).
@@ -97,6 +113,7 @@ def tiny_cnn(width: float) -> keras.Model:
     conv1, conv2, dense = SCALED_UNITS["tiny_cnn"]
     return _sequential(
         "tiny_cnn",
+        input_shape,
         [
             layers.Conv2D(_scaled(conv1, width), 3, activation="relu"),
             layers.MaxPooling2D(2),
@@ -104,18 +121,21 @@ def tiny_cnn(width: float) -> keras.Model:
             layers.MaxPooling2D(2),
             layers.Flatten(),
             layers.Dense(_scaled(dense, width), activation="relu"),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(num_classes, activation="softmax"),
         ],
     )
 
 
-def keras_cnn(width: float) -> keras.Model:
+def keras_cnn(
+    width: float, input_shape: Shape = INPUT_SHAPE, num_classes: int = NUM_CLASSES
+) -> keras.Model:
     """The Keras-examples MNIST CNN; width scales the conv filters and dense units."""
     from keras import layers
 
     conv1, conv2, dense = SCALED_UNITS["keras_cnn"]
     return _sequential(
         "keras_cnn",
+        input_shape,
         [
             layers.Conv2D(_scaled(conv1, width), 3, activation="relu"),
             layers.MaxPooling2D(2),
@@ -125,40 +145,87 @@ def keras_cnn(width: float) -> keras.Model:
             layers.Dropout(0.25),
             layers.Flatten(),
             layers.Dense(_scaled(dense, width), activation="relu"),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(num_classes, activation="softmax"),
         ],
     )
 
 
 def mlp(
     width: float,
+    input_shape: Shape = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
     hidden: int = 128,
     hidden_activation: str = "relu",
     output_activation: str = "softmax",
 ) -> keras.Model:
-    """Flatten, Dense(hidden * width), Dense(10); width scales the hidden units."""
+    """Flatten, Dense(hidden * width), Dense(num_classes); width scales the hidden units."""
     from keras import layers
 
     return _sequential(
         "mlp",
+        input_shape,
         [
             layers.Flatten(),
             layers.Dense(_scaled(hidden, width), activation=hidden_activation),
-            layers.Dense(NUM_CLASSES, activation=output_activation),
+            layers.Dense(num_classes, activation=output_activation),
         ],
     )
 
 
-def _sequential(name: str, body: list[Any]) -> keras.Model:
+def _sequential(name: str, input_shape: Shape, body: list[Any]) -> keras.Model:
     import keras
 
-    return keras.Sequential([keras.Input(INPUT_SHAPE), *body], name=name)
+    return keras.Sequential([keras.Input(tuple(input_shape)), *body], name=name)
 
 
-BUILDERS = {"tutorial_cnn": tutorial_cnn, "tiny_cnn": tiny_cnn, "keras_cnn": keras_cnn, "mlp": mlp}
-# model name -> the keyword arguments a grid may give it (its builder's, but width)
+def small_resnet(
+    width: float,
+    input_shape: Shape = (32, 32, 3),
+    num_classes: int = NUM_CLASSES,
+    depth: int = 2,
+) -> keras.Model:
+    """A small ResNet for 32x32 images (He et al. 2016's CIFAR family): a 3x3
+    stem, three stages of ``depth`` basic blocks (two 3x3 convolutions with
+    BatchNorm, a projection shortcut where the stage halves the resolution),
+    global average pooling and a softmax. Width scales every stage's filters
+    (16, 32, 64); depth 2 is about 0.17M weights at width 1."""
+    import keras
+    from keras import layers
+
+    def block(x: Any, filters: int, stride: int) -> Any:
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+        y = layers.BatchNormalization()(y)
+        if stride != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+        return layers.ReLU()(layers.Add()([x, y]))
+
+    inputs = keras.Input(tuple(input_shape))
+    base = SCALED_UNITS["small_resnet"]
+    x = layers.Conv2D(_scaled(base[0], width), 3, padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    for stage, filters in enumerate(base):
+        for i in range(depth):
+            x = block(x, _scaled(filters, width), 2 if stage > 0 and i == 0 else 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="small_resnet")
+
+
+BUILDERS = {
+    "tutorial_cnn": tutorial_cnn,
+    "tiny_cnn": tiny_cnn,
+    "keras_cnn": keras_cnn,
+    "mlp": mlp,
+    "small_resnet": small_resnet,
+}
+# What lrbench passes a builder itself; a grid's kwargs give the rest.
+BUILD_ARGS = ("width", "input_shape", "num_classes")
+# model name -> the keyword arguments a grid may give it (its builder's, less BUILD_ARGS)
 MODELS: dict[str, tuple[str, ...]] = {
-    name: tuple(p for p in inspect.signature(build).parameters if p != "width")
+    name: tuple(p for p in inspect.signature(build).parameters if p not in BUILD_ARGS)
     for name, build in BUILDERS.items()
 }
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "gelu", "selu", "softplus", "linear")
@@ -166,16 +233,53 @@ OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 LOSSES = ("crossentropy", "mse")
 
 
-def build_model(name: str, width: float, kwargs: dict[str, Any] | None = None) -> keras.Model:
-    """A fresh, built model of the named family."""
-    return BUILDERS[name](width, **(kwargs or {}))
+def builder(ref: ModelRef, dirs: Sequence[str] = ()) -> Callable[..., Any]:
+    """The function that builds ``ref``'s model: a built-in one by name, a
+    user's by its reference (imported with ``dirs`` on the path)."""
+    if not ref.builder:
+        return BUILDERS[ref.name]
+    from harness import userref
+
+    return userref.resolve(ref.builder, dirs)
 
 
-def output_activation(name: str, kwargs: dict[str, Any] | None = None) -> str:
-    """The activation of a model's last layer (decides how cross-entropy reads it)."""
-    if name == "mlp":
-        return (kwargs or {}).get("output_activation", "softmax")
-    return "softmax"
+def accepted(build: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments ``build`` accepts; None when it takes ``**kwargs``."""
+    params = inspect.signature(build).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def build_model(
+    ref: ModelRef,
+    input_shape: Shape = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
+    dirs: Sequence[str] = (),
+) -> keras.Model:
+    """A fresh model from its builder, passed only the arguments it accepts."""
+    build = builder(ref, dirs)
+    given = {"width": ref.width, "input_shape": tuple(input_shape), "num_classes": num_classes}
+    names = accepted(build)
+    args = {k: v for k, v in given.items() if names is None or k in names}
+    return build(**args, **ref.kwargs)
+
+
+def output_activation(model: keras.Model) -> str:
+    """The activation of a model's output: ``softmax``, ``sigmoid`` or ``linear``
+    (logits), read off its last layer; decides how cross-entropy reads it."""
+    layer = model.layers[-1] if model.layers else None
+    name = type(layer).__name__.lower() if layer is not None else ""
+    if name in ("softmax", "sigmoid"):
+        return name
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear"
+    return getattr(activation, "__name__", str(activation)).lower()
 
 
 # Every optimizer a grid may name -> its Keras class. The first six are the
@@ -266,10 +370,159 @@ def build_optimizer(name: str, lr: Any, kwargs: dict[str, Any] | None = None) ->
     return optimizer_class(name)(learning_rate=lr, **{**defaults, **(kwargs or {})})
 
 
-def build_loss(name: str, activation: str) -> Any:
-    """Cross-entropy or MSE on one-hot labels; cross-entropy reads logits for a linear output."""
+def build_loss(name: str, activation: str, sparse: bool = False) -> Any:
+    """Cross-entropy or MSE; cross-entropy reads logits for a linear output, and
+    takes integer labels in its sparse form (``sparse``). MSE compares with
+    one-hot rows (the input pipeline expands integer labels for it)."""
     import keras
 
     if name == "mse":
         return keras.losses.MeanSquaredError()
+    if sparse:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=activation == "linear")
     return keras.losses.CategoricalCrossentropy(from_logits=activation == "linear")
+
+
+def accuracy_metric(sparse: bool) -> Any:
+    """The accuracy metric (named ``acc``) for integer or one-hot labels."""
+    import keras
+
+    if sparse:
+        return keras.metrics.SparseCategoricalAccuracy(name="acc")
+    return keras.metrics.CategoricalAccuracy(name="acc")
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model is built for: one dataset's input shape, input dtype (as
+    the model sees it) and class count. JSON-able, for the check's child."""
+
+    dataset: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    dtype: str = "float32"
+
+    @classmethod
+    def of(cls, data: Dataset) -> DataShape:
+        """The shape of a loaded dataset."""
+        dtype = "float32" if data.scaled else str(data.x_train.dtype)
+        return cls(data.name, data.input_shape, data.num_classes, dtype)
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """One model of a grid built at one width for one dataset's shape."""
+
+    index: int  # its place in the grid's models
+    name: str
+    width: float
+    dataset: str
+    params: int
+
+
+def check_models(
+    source: str,
+    models: Sequence[ModelSpec],
+    shapes: Sequence[DataShape],
+    dirs: Sequence[str] = (),
+) -> list[ModelSize]:
+    """Build each model of a grid at each width for each dataset shape, without
+    training, and check what a trial relies on: the builder imports and takes
+    the grid's keywords (and a width, if it has several), it returns a
+    ``keras.Model``, the model takes the data's inputs and gives one output per
+    class. The first problem is a GridError naming the grid file and the key;
+    otherwise returns each model's parameter count."""
+    import_keras_quietly()
+    import keras
+    import numpy as np
+
+    from harness import userref
+    from harness.specs import ModelRef
+
+    sizes = []
+    unique = list(dict.fromkeys((s.input_shape, s.num_classes, s.dtype) for s in shapes))
+    for i, spec in enumerate(models):
+        key = f"models[{i}].builder" if spec.builder else f"models[{i}]"
+        ref_text = spec.builder or spec.name
+        try:
+            build = builder(ModelRef(spec.name, spec.builder or "", 1.0), dirs)
+        except userref.RefError as exc:
+            raise GridError(source, key, str(exc)) from None
+        names = accepted(build)
+        if names is not None:
+            for kw in spec.kwargs:
+                if kw not in names or kw in BUILD_ARGS:
+                    allowed = sorted(names - set(BUILD_ARGS))
+                    raise GridError(
+                        source,
+                        f"models[{i}].kwargs.{kw}",
+                        f"not a keyword of {ref_text}; allowed: {', '.join(allowed) or 'none'}",
+                    )
+            if "width" not in names and tuple(spec.widths) != (1.0,):
+                raise GridError(
+                    source,
+                    f"models[{i}].widths",
+                    f"{ref_text} takes no width argument, so only widths = [1] is allowed",
+                )
+        for shape, classes, dtype in unique:
+            dataset = next(s.dataset for s in shapes if s.input_shape == shape)
+            for width in spec.widths:
+                ref = ModelRef(spec.name, spec.builder or "", width, spec.kwargs)
+                model = _checked_build(source, key, ref, shape, classes, dirs)
+                x = np.zeros((2, *shape), dtype=dtype)
+                try:
+                    y = model(x, training=False)
+                except Exception as exc:  # the user's model may raise anything
+                    raise GridError(
+                        source,
+                        key,
+                        f"the model of {ref_text} does not take {dataset}'s inputs of shape "
+                        f"{tuple(shape)}: {_last_line(exc)}",
+                    ) from None
+                got = tuple(getattr(y, "shape", ()))
+                if got != (2, classes):
+                    raise GridError(
+                        source,
+                        key,
+                        f"the model of {ref_text} gives outputs of shape {got[1:]} per example; "
+                        f"{dataset} has {classes} classes, so the model must end in {classes} "
+                        "units, one per class, as the loss and the accuracy read them",
+                    )
+                sizes.append(ModelSize(i, spec.name, width, dataset, int(model.count_params())))
+                del model
+                keras.backend.clear_session(free_memory=False)
+    return sizes
+
+
+def _checked_build(
+    source: str,
+    key: str,
+    ref: ModelRef,
+    shape: tuple[int, ...],
+    classes: int,
+    dirs: Sequence[str],
+) -> keras.Model:
+    import keras
+
+    what = ref.builder or ref.name
+    try:
+        model = build_model(ref, shape, classes, dirs)
+    except Exception as exc:  # the user's builder may raise anything
+        raise GridError(
+            source, key, f"{what} raised at width {ref.width:g}: {_last_line(exc)}"
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise GridError(
+            source,
+            key,
+            f"{what} returned {type(model).__name__}, not a keras.Model (uncompiled)",
+        )
+    return model
+
+
+def _last_line(exc: BaseException) -> str:
+    """An exception as ``Type: message``, the message's last line (TensorFlow's
+    and Keras' messages end with the line that says what went wrong)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", lines[-1]) if lines else ""
+    return f"{type(exc).__name__}: {text.strip()}"[:300] if text else type(exc).__name__

@@ -70,7 +70,7 @@ def run_night(
     import pandas as pd
 
     from harness import sysinfo
-    from harness.data import load_dataset
+    from harness.data import load_grid_data
     from harness.history import History
     from harness.models import check_optimizers
     from harness.store import Store
@@ -82,8 +82,8 @@ def run_night(
         grid.source, grid.optimizers
     )  # so do a keyword typo and a missing dataset (next)
     data = {
-        name: load_dataset(name, data_dir or grid.data_dir).fingerprint()
-        for name in dict.fromkeys(d.name for d in grid.datasets)
+        name: d.fingerprint()
+        for name, d in load_grid_data(grid, [d.name for d in grid.datasets], data_dir).items()
     }
     now = now or datetime.now(UTC)
     pending = history.pending()

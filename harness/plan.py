@@ -113,3 +113,48 @@ def stored_lines(shown: str, change: GridChange | None, total: int, stored: int)
         added = "; ".join(f"{axis} +{len(values)}" for axis, values in change.added.items())
         lines.append(f"grows       the stored grid: {added}")
     return lines
+
+
+def problem_lines(grid: GridSpec, data_dir: str | None = None) -> list[str]:
+    """``lrbench show``: each dataset's shapes and class count, and each model's
+    weight count at each width, built once without training in the child
+    process that checks the grid's code (``harness.optcheck``), so this
+    process never imports TensorFlow. A built-in dataset that is not on this
+    machine is said so on its line; a user's data or model that fails its
+    check is a GridError."""
+    from harness.data import load_grid_data
+    from harness.errors import DataError
+    from harness.models import DataShape
+    from harness.optcheck import BackgroundCheck
+
+    check = BackgroundCheck.start(grid)
+    try:
+        lines, shapes = [], []
+        for spec in grid.datasets:
+            if any(s.dataset == spec.name for s in shapes):
+                continue
+            try:
+                data = load_grid_data(grid, [spec.name], data_dir)[spec.name]
+            except DataError as exc:  # a built-in dataset not downloaded here
+                lines.append(f"data        {spec.name}: not loaded ({exc})")
+                continue
+            lines.append(f"data        {data.describe()}")
+            shapes.append(DataShape.of(data))
+        check.send(shapes)
+        sizes = check.wait()
+    finally:
+        check.close()
+    several = len({s.input_shape for s in shapes}) > 1
+    for i, model in enumerate(grid.models):
+        mine = [s for s in sizes if s.index == i]
+        if not mine:
+            continue
+        text = "; ".join(
+            f"x{s.width:g} {s.params:,}" + (f" ({s.dataset})" if several else "") for s in mine
+        )
+        lines.append(
+            f"weights     {model.name}"
+            + (f" ({model.builder})" if model.builder else "")
+            + f": {text}"
+        )
+    return lines

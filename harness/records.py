@@ -117,6 +117,11 @@ class TrialRecord(Setup):
     # a hash of the prepared dataset the trial read (``Dataset.fingerprint``): it
     # changes with the data files (``--data-dir``) or their preparation
     data_fingerprint: str = ""
+    input_shape: str = ""  # one example's shape, as JSON ("[28, 28, 1]")
+    num_classes: int | None = None
+    # a hash of a user's builder module (``harness.userref.fingerprint``); "" for
+    # a built-in model, whose code is lrbench's own (``versions``)
+    builder_fingerprint: str = ""
 
     @classmethod
     def from_spec(cls, spec: TrialSpec, status: TrialStatus, **measured: Any) -> TrialRecord:

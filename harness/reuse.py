@@ -21,8 +21,12 @@ exactly the state a fresh build for the new trial would start from:
 
 Only a constant learning rate is reused: a Keras schedule is an object whose
 parameters are traced into the step as constants, so a trial with a schedule
-is built fresh. ``tests/test_reuse.py`` checks that reused and fresh trials
-give the same curves.
+is built fresh. So is a model whose class overrides the training step
+(``train_step``, ``compute_loss`` ...): what such a step keeps besides the
+model's variables cannot be reset (``reusable``). Layer state that lives in
+variables (BatchNorm's moving statistics, Dropout's seed state) is reset with
+the weights. ``tests/test_reuse.py`` checks that reused and fresh trials give
+the same curves, for a model with BatchNorm and Dropout too.
 
 The cache holds one model and lives only as long as the Keras session that
 built it: ``clear_session`` (run before every fresh build, see
@@ -95,7 +99,7 @@ class ModelCache:
         with the RNGs where the build left them.
         """
         key = reuse_key(spec)
-        if key is None:
+        if key is None or not reusable(model):
             self._entry = None
             return
         model.optimizer.build(model.trainable_variables)
@@ -130,6 +134,21 @@ class ModelCache:
         model.reset_metrics()
         random.setstate(start.python_rng)
         np.random.set_state(start.numpy_rng)
+
+
+# keras.Model methods whose override makes a model's training step its own
+_STEP_METHODS = ("train_step", "test_step", "compute_loss", "compute_metrics", "fit")
+
+
+def reusable(model: Any) -> bool:
+    """True when ``model``'s training step is Keras' own, so that resetting its
+    variables and its optimizer's resets all the step depends on."""
+    import keras
+
+    return all(
+        getattr(type(model), name, None) is getattr(keras.Model, name, None)
+        for name in _STEP_METHODS
+    )
 
 
 def _tf_global_seed() -> int | None:

@@ -22,7 +22,7 @@ SCHEMA_METADATA_KEY = b"lrbench.schema"
 # The results schema this lrbench writes. Bump it with every change of columns.
 # A column added later is read as null from an older file (ADDED_IN); a removed,
 # renamed or retyped column makes the older file unreadable, and the reader says so.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ADDED_IN = {
     "lr_source": 2,
     "step_time_s": 2,
@@ -34,6 +34,10 @@ ADDED_IN = {
     "pruned_at_step": 5,
     "reused": 5,
     "data_fingerprint": 5,
+    "builder": 6,
+    "input_shape": 6,
+    "num_classes": 6,
+    "builder_fingerprint": 6,
 }
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 CONSTANT_SCHEDULE: dict[str, Any] = {"name": "constant"}
-TARGET_METRICS = ("recent", "running")  # StopRule.metric
+TARGET_METRICS = ("recent", "running", "val")  # StopRule.metric
 
 
 def kwargs_json(kwargs: dict[str, Any] | None) -> str:
@@ -76,6 +76,10 @@ class Setup:
     batch_size: int
     loss: str
     seed: int
+    # ``module:function`` of a model given by reference; "" for a built-in model
+    # (its builder is registered under its name). Left out of ids when "", so
+    # built-in trials keep the ids they had before models could be given so.
+    builder: str = field(default="", kw_only=True)
 
     def setup(self) -> Setup:
         """This object's ``Setup`` fields alone (for a subclass: without its own)."""
@@ -83,6 +87,15 @@ class Setup:
 
 
 SETUP_FIELDS = tuple(f.name for f in fields(Setup))
+
+
+def id_config(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the fields that ids and digests leave out at their
+    default (fields added after ids were first stored: a built-in model's empty
+    ``builder``), so that older ids and digests still match."""
+    return {k: v for k, v in data.items() if not (k == "builder" and not v)}
+
+
 # The setup fields that decide what a run trains, less its seed: a range test
 # and a grid trial with equal values are the same setup, and trials with equal
 # values can share a compiled model (``harness.reuse``).
@@ -91,19 +104,30 @@ TRAINING_FIELDS = tuple(f for f in SETUP_FIELDS if f not in ("sweep", "seed"))
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One value of the dataset axis."""
+    """One value of the dataset axis: a built-in dataset by name, or a user's
+    dataset from a ``loader`` (``module:function``) or an ``.npz`` ``path``."""
 
     name: str
     train_size: int | None = None  # keep only the first N training examples
+    loader: str | None = None  # module:function returning (x_train, y_train), (x_val, y_val)
+    path: str | None = None  # an .npz file with x_train, y_train and x_val/y_val or x_test/y_test
+    num_classes: int | None = None  # default: from the labels
+
+    @property
+    def builtin(self) -> bool:
+        """True for a dataset lrbench ships a loader for (no ``loader`` or ``path``)."""
+        return self.loader is None and self.path is None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model family with its width multipliers and fixed keyword arguments."""
+    """One model family with its width multipliers and fixed keyword arguments;
+    ``builder`` is a user's ``module:function`` (None: a built-in model)."""
 
     name: str
     widths: tuple[float, ...] = (1.0,)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    builder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +150,9 @@ class StopRule:
     target: float = 0.97
     metric: str = "recent"  # "recent": last `window` steps; "running": since step 0
     window: int = 50  # steps, for the "recent" metric
+    # steps between validations for the "val" metric (0: the check interval);
+    # in ids only when set, as ids were before the "val" metric
+    val_every: int = 0
     budget_s: float = 120.0
     max_epochs: int = 100
     check_every: int = 0  # steps between checks; 0 picks >= 10 checks an epoch
@@ -141,12 +168,22 @@ class StopRule:
             STOP_ID_NAMES.get(f.name, f.name): getattr(self, f.name)
             for f in fields(self)
             if f.name not in NOT_IN_IDS
+            and not (f.name in UNSET_NOT_IN_IDS and not getattr(self, f.name))
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as grids store it (``GridSpec.to_json``): unset later fields left out."""
+        data = asdict(self)
+        for name in UNSET_NOT_IN_IDS:
+            if not data[name]:
+                data.pop(name)
+        return data
 
 
 # StopRule fields that trial ids (and the trials table) know by another name
 STOP_ID_NAMES = {"target": "target_acc", "metric": "target_metric"}
 NOT_IN_IDS = ("prune",)  # StopRule fields outside trial ids and grid digests
+UNSET_NOT_IN_IDS = ("val_every",)  # StopRule fields in ids and digests only when set
 
 
 @dataclass(frozen=True)
@@ -275,7 +312,7 @@ class TrialSpec(Setup):
         """A stable id: the hash of the canonical config (sweep name and LR
         provenance excluded; a constant schedule left out, so ids from before the
         schedule axis still match)."""
-        config: dict[str, Any] = {k: getattr(self, k) for k in SETUP_FIELDS if k != "sweep"}
+        config = id_config({k: getattr(self, k) for k in SETUP_FIELDS if k != "sweep"})
         config.update(lr=self.lr, **self.stop.id_fields())
         if not is_constant(self.schedule):
             config["schedule"] = self.schedule
@@ -284,6 +321,11 @@ class TrialSpec(Setup):
     def to_config(self) -> dict[str, Any]:
         """A plain dict that ``from_config`` turns back into this spec."""
         return asdict(self)
+
+    @property
+    def model_ref(self) -> ModelRef:
+        """How to build this trial's model."""
+        return ModelRef(self.model, self.builder, self.width, self.model_kwargs)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TrialSpec:
@@ -332,6 +374,7 @@ class GridSpec:
             model=model.name,
             width=width,
             model_kwargs=dict(model.kwargs),
+            builder=model.builder or "",
             optimizer=opt.name,
             optimizer_kwargs=dict(opt.kwargs),
             batch_size=batch_size,
@@ -427,6 +470,11 @@ class GridSpec:
         """The grid as plain JSON-able data (what the manifest stores)."""
         data = asdict(self)
         data.pop("source")
+        # fields added after grids were first stored, left out when unset so that
+        # a grid without them keeps its JSON and digest
+        data["datasets"] = [_drop_none(d, DatasetSpec) for d in data["datasets"]]
+        data["models"] = [_drop_none(m, ModelSpec) for m in data["models"]]
+        data["stop"] = self.stop.to_json()
         data["skipped"] = [s.text for s in self.skipped]
         if data["best_lr"] is not None:  # grids have always been hashed with the rule's text
             data["best_lr"]["rule"] = BEST_LR_RULE
@@ -446,6 +494,28 @@ class GridSpec:
         if all(is_constant(s) for s in self.schedules):  # as before the schedule axis
             data.pop("schedules")
         return digest(data)
+
+
+def _drop_none(data: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``data`` (a ``cls`` as a dict) without the optional fields left unset."""
+    optional = OPTIONAL_FIELDS[cls]
+    return {k: v for k, v in data.items() if not (k in optional and v is None)}
+
+
+OPTIONAL_FIELDS: dict[type, tuple[str, ...]] = {
+    DatasetSpec: ("loader", "path", "num_classes"),
+    ModelSpec: ("builder",),
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What builds one model: a built-in name or a user's builder, at a width."""
+
+    name: str
+    builder: str  # "" for a built-in model
+    width: float
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -487,8 +557,13 @@ class FinderSpec(Setup):
     @property
     def finder_id(self) -> str:
         """A stable id: the hash of everything but the grid's name."""
-        config = {k: v for k, v in asdict(self).items() if k != "sweep"}
+        config = id_config({k: v for k, v in asdict(self).items() if k != "sweep"})
         return digest(config)
+
+    @property
+    def model_ref(self) -> ModelRef:
+        """How to build this range test's model."""
+        return ModelRef(self.model, self.builder, self.width, self.model_kwargs)
 
     @property
     def label(self) -> str:

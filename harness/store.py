@@ -209,6 +209,7 @@ class Store(Location):
         before the schedule axis (schema < 3) ran at a constant LR."""
         df = to_pandas(self._read(TRIALS, trials_schema()))
         df["schedule"] = df["schedule"].fillna("constant")
+        df["builder"] = df["builder"].fillna("")  # built-in models, before schema 6
         return df
 
     def read_curves(self, trial_ids: set[str] | None = None) -> pd.DataFrame:
@@ -325,6 +326,7 @@ class Store(Location):
     def read_finder(self) -> pd.DataFrame:
         """All stored range-test points, ordered by run and step."""
         df = to_pandas(self.read_dataset(FINDER, finder_schema()))
+        df["builder"] = df["builder"].fillna("")  # built-in models, before schema 6
         return df.sort_values(["finder_id", "step"], ignore_index=True)
 
     def finder_ids(self) -> set[str]:

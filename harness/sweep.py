@@ -14,12 +14,14 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness import sysinfo
-from harness.data import Dataset, load_dataset
+from harness import sysinfo, userref
+from harness.data import Dataset, load_grid_data
 from harness.errors import FatalError, GridError, LrbenchError, one_line
+from harness.models import DataShape
 from harness.optcheck import BackgroundCheck
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
 from harness.specs import GridSpec, TrialSpec
@@ -48,7 +50,11 @@ FATAL = "fatal"  # the key of a trainable's report that stops the whole sweep
 
 
 def _trainable(
-    config: dict[str, Any], data: dict[str, Dataset], fingerprints: dict[str, str], store: Store
+    config: dict[str, Any],
+    data: dict[str, Dataset],
+    fingerprints: dict[str, str],
+    store: Store,
+    builders: dict[str, str] | None = None,
 ) -> None:
     """Ray Tune's function trainable: run one trial, store it, report its summary.
 
@@ -72,6 +78,7 @@ def _trainable(
             "node_id": context.get_node_id(),
             "node_ip": ray.util.get_node_ip_address(),
             "data_fingerprint": fingerprints[spec.dataset],
+            "builder_fingerprint": (builders or {}).get(spec.builder, ""),
         }
         outcome = replace(outcome, record=replace(outcome.record, **where))
         try:
@@ -109,13 +116,15 @@ def ray_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def init_ray(address: str | None, verbose: bool = False) -> bool:
+def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[str] = ()) -> bool:
     """Start embedded local Ray (dashboard off, bound to localhost) or join ``address``
     (``--address``, or ``RAY_ADDRESS`` when that is set).
 
     Embedded Ray is started with ``address="local"``: a bare ``ray.init()`` would
     join a cluster that ``ray start`` left running on this machine.
-    Returns True when this call started Ray (so the caller shuts it down).
+    ``py_modules`` (a user's builder modules, ``harness.userref.shipped``) reach
+    every worker through Ray's runtime environment, on a cluster's other
+    nodes too. Returns True when this call started Ray (so the caller shuts it down).
     """
     import ray
 
@@ -126,7 +135,10 @@ def init_ray(address: str | None, verbose: bool = False) -> bool:
     kwargs: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": "INFO" if verbose else "ERROR",
-        "runtime_env": {"env_vars": WORKER_ENV},
+        "runtime_env": {
+            "env_vars": WORKER_ENV,
+            **({"py_modules": py_modules} if py_modules else {}),
+        },
     }
     if address:
         try:
@@ -171,6 +183,71 @@ def check_data(grid: GridSpec, data: dict[str, Dataset]) -> None:
                     f"{batch} is larger than the {n_train:,} training examples of "
                     f"{spec.name}; at most {n_train}",
                 )
+
+
+def builder_fingerprints(grid: GridSpec) -> dict[str, str]:
+    """A hash of each user builder's module file, by reference (found without
+    importing it); a module that cannot be found is a GridError."""
+    dirs = userref.search_dirs(grid.source)
+    found: dict[str, str] = {}
+    for i, model in enumerate(grid.models):
+        if model.builder and model.builder not in found:
+            try:
+                found[model.builder] = userref.fingerprint(model.builder, dirs)
+            except userref.RefError as exc:
+                raise GridError(grid.source, f"models[{i}].builder", str(exc)) from None
+    return found
+
+
+def shipped_modules(grid: GridSpec) -> list[str]:
+    """The user's builder modules Ray must send to its workers: those found in
+    the grid's folder or the working directory (an installed package is
+    expected to be installed on the workers too)."""
+    dirs = userref.search_dirs(grid.source)
+    paths = []
+    for model in grid.models:
+        if model.builder:
+            path = userref.shipped(model.builder, dirs)
+            if any(path == d or path.startswith(d.rstrip(os.sep) + os.sep) for d in dirs):
+                paths.append(path)
+    return list(dict.fromkeys(paths))
+
+
+def check_unchanged(
+    grid: GridSpec, store: Store, data: dict[str, str], builders: dict[str, str]
+) -> None:
+    """Refuse to add trials next to stored ones that ran on other data or on
+    another version of a user's builder module: their rows would mix silently.
+    ``data`` and ``builders`` are the fingerprints now (by dataset name and by
+    builder reference)."""
+    stored = store.read_trials()
+    if stored.empty:
+        return
+    for column, key, now in (
+        ("data_fingerprint", "dataset", data),
+        ("builder_fingerprint", "builder", builders),
+    ):
+        if column not in stored or key not in stored:
+            continue
+        for name, fingerprint in now.items():
+            rows = stored[(stored[key] == name) & stored[column].notna() & (stored[column] != "")]
+            old = sorted(set(rows[column]) - {fingerprint})
+            if not old:
+                continue
+            if key == "dataset":
+                i = next(i for i, d in enumerate(grid.datasets) if d.name == name)
+                field_, what = f"datasets[{i}]", f"dataset {name!r}"
+                fix = "restore its files, or"
+            else:
+                i = next(i for i, m in enumerate(grid.models) if m.builder == name)
+                field_, what = f"models[{i}].builder", f"the module of {name}"
+                fix = "restore that module, or"
+            raise GridError(
+                grid.source,
+                field_,
+                f"{what} changed since the {len(rows)} trials stored in {store.shown()} ran "
+                f"(fingerprint {old[0]}, now {fingerprint}); {fix} sweep into a new --out",
+            )
 
 
 def check_resources(grid: GridSpec) -> None:
@@ -252,11 +329,12 @@ def _run_locked(
     if not pending:
         return _compacted(store, _result(store, trials, stored, 0, started))
 
-    data = {
-        name: load_dataset(name, data_dir or grid.data_dir)
-        for name in dict.fromkeys(t.dataset for t in pending)
-    }
+    builders = builder_fingerprints(grid)
+    data = load_grid_data(grid, {t.dataset for t in pending}, data_dir)
     check_data(grid, data)
+    fingerprints = {name: d.fingerprint() for name, d in data.items()}
+    check_unchanged(grid, store, fingerprints, builders)
+    check.send([DataShape.of(d) for d in data.values()])  # the models' check, in the child
 
     # Our store is the record of the sweep: no Tune loggers, no Tune SIGINT handler
     # (Ctrl-C stops at once; finished trials are already stored).
@@ -264,7 +342,7 @@ def _run_locked(
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables
-    started_ray = init_ray(address, verbose)
+    started_ray = init_ray(address, verbose, shipped_modules(grid))
     try:
         from ray import tune
 
@@ -277,12 +355,13 @@ def _run_locked(
             tune.with_parameters(
                 _trainable,
                 data=data,
-                fingerprints={name: d.fingerprint() for name, d in data.items()},
+                fingerprints=fingerprints,
                 store=store,
+                builders=builders,
             ),
             {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
         )
-        check.wait()  # an optimizer the grid gets wrong: one line, before the store opens
+        check.wait()  # an optimizer or a model the grid gets wrong: one line, before the store
         store.open_sweep(
             grid,
             {

@@ -14,7 +14,9 @@ After the target, divergence and budget checks, a pruning rule
 optimistic projection cannot reach the target: status ``budget``, ``pruned``.
 
 The clock starts at the end of the first step (``startup_s`` is everything
-before it) and pauses while validating (``val_s``).
+before it) and pauses while validating (``val_s``). With the ``val`` metric
+every check validates (each ``val_every`` steps) and the target is read off
+the validation accuracy, as AlgoPerf's time to a validation target is.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class StopTracker:
         self.trial_id = spec.trial_id
         self.trial_start, self._validate, self.clock = trial_start, validate, clock
         self.per_epoch = steps_per_epoch(n_train, spec.batch_size)
-        self.every = self.rule.check_every or default_check_every(self.per_epoch)
+        # the "val" metric validates at every check: val_every sets their interval
+        val_every = self.rule.val_every if self.rule.metric == "val" else 0
+        self.every = val_every or self.rule.check_every or default_check_every(self.per_epoch)
         self.status: TrialStatus | None = None
         self.curve: list[CurvePoint] = []
         self.checks: list[_Totals] = [_Totals()]  # step 0
@@ -124,7 +128,8 @@ class StopTracker:
         self.epoch_base = self.checks[-1]
         self.epoch_batches = 0
         if self.status is None:
-            self.curve[-1] = replace(self.curve[-1], val_acc=self.validate())
+            if self.curve[-1].val_acc is None:
+                self.curve[-1] = replace(self.curve[-1], val_acc=self.validate())
             if epoch + 1 >= self.rule.max_epochs:
                 self.status = TrialStatus.BUDGET
         return self.status is not None
@@ -158,7 +163,10 @@ class StopTracker:
         start = self.checks[max(0, i - 1)]
         recent = (now.correct - start.correct) / max(1, now.examples - start.examples)
         running = now.correct / max(1, now.examples)
-        metric = running if rule.metric == "running" else recent
+        # validation pauses the clock; ``elapsed`` was read before it
+        val_acc = self.validate() if rule.metric == "val" else None
+        metric = {"running": running, "val": val_acc}.get(rule.metric, recent)
+        assert metric is not None
         self.checks.append(now)
         self.check_steps.append(now.step)
         point = CurvePoint(
@@ -174,6 +182,7 @@ class StopTracker:
             train_acc=metric,
             running_acc=running,
             recent_acc=recent,
+            val_acc=val_acc,
         )
         self.curve.append(point)
         if not math.isfinite(loss) or loss > rule.diverge_factor * self.initial_loss:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import math
 import os
 import statistics
@@ -37,7 +38,13 @@ import numpy as np
 from harness import reuse, sysinfo
 from harness.data import Dataset
 from harness.errors import FatalError, one_line
-from harness.models import build_loss, build_model, build_optimizer, output_activation
+from harness.models import (
+    accuracy_metric,
+    build_loss,
+    build_model,
+    build_optimizer,
+    output_activation,
+)
 from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 from harness.schedules import build_schedule
 from harness.specs import TrialSpec
@@ -87,11 +94,13 @@ def _callback(tracker: StopTracker) -> Any:
 
 def _val_accuracy(data: Dataset) -> Any:
     """A function: model -> accuracy on the validation set."""
-    labels = data.y_val.argmax(axis=1)
+    labels = data.val_labels()
 
     def validate(model: Any) -> float:
         preds = [
-            np.asarray(model.predict_on_batch(data.x_val[i : i + VAL_BATCH])).argmax(axis=1)
+            np.asarray(
+                model.predict_on_batch(data.model_inputs(data.x_val[i : i + VAL_BATCH]))
+            ).argmax(axis=1)
             for i in range(0, len(data.x_val), VAL_BATCH)
         ]
         return float(np.mean(np.concatenate(preds) == labels))
@@ -99,13 +108,38 @@ def _val_accuracy(data: Dataset) -> Any:
     return validate
 
 
-def make_dataset(data: Dataset, batch_size: int, seed: int, threads: int) -> Any:
-    """The shuffled, batched training stream (reshuffled each epoch, seeded)."""
+def sparse_labels(data: Dataset, loss: str) -> bool:
+    """True when a trial trains on integer labels (the sparse loss and metric);
+    MSE compares with one-hot rows, so its integer labels are expanded per batch."""
+    return data.sparse and loss != "mse"
+
+
+def make_dataset(data: Dataset, batch_size: int, seed: int, threads: int, loss: str = "") -> Any:
+    """The shuffled, batched training stream (reshuffled each epoch, seeded).
+
+    The arrays go in as they are stored; each batch is scaled (uint8 inputs)
+    and, for MSE on integer labels, one-hot expanded here, so no float copy of
+    the whole dataset is ever made."""
     import tensorflow as tf
+
+    from harness.data import scale_uint8
 
     ds = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
     ds = ds.shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    one_hot = data.sparse and not sparse_labels(data, loss)
+    if data.scaled or one_hot:
+        classes = data.num_classes
+
+        def prepare(x: Any, y: Any) -> tuple[Any, Any]:
+            if data.scaled:
+                x = scale_uint8(x)
+            if one_hot:
+                y = tf.one_hot(tf.cast(y, tf.int32), classes)
+            return x, y
+
+        ds = ds.map(prepare)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.threading.private_threadpool_size = threads
     return ds.with_options(options)
@@ -141,15 +175,19 @@ def run_trial(
         data = data.head(spec.train_size)
         if model is None:
             keras.utils.set_random_seed(spec.seed)
-            model = build_compiled(spec, len(data.x_train))
+            model = build_compiled(spec, data)
             reuse.CACHE.keep(spec, model)
         else:
-            reuse.CACHE.reset(spec, model, lambda: build_model(**_model_args(spec)))
+            reuse.CACHE.reset(
+                spec,
+                model,
+                lambda: build_model(spec.model_ref, data.input_shape, data.num_classes),
+            )
         n_params = int(model.count_params())
         validate = _val_accuracy(data)
         tracker = StopTracker(spec, len(data.x_train), trial_start, lambda: validate(model))
         model.fit(
-            make_dataset(data, spec.batch_size, spec.seed, threads),
+            make_dataset(data, spec.batch_size, spec.seed, threads, spec.loss),
             epochs=spec.stop.max_epochs,
             shuffle=False,
             verbose=0,
@@ -205,27 +243,26 @@ def run_trial(
         gpus=gpus,
         versions=sysinfo.versions(),
         reused=reused,
+        input_shape=json.dumps(list(data.input_shape)),
+        num_classes=data.num_classes,
         wall_s=time.perf_counter() - wall_start,
         **fields,
     )
     return TrialOutcome(record=record, curve=curve)
 
 
-def _model_args(spec: TrialSpec) -> dict[str, Any]:
-    return {"name": spec.model, "width": spec.width, "kwargs": spec.model_kwargs}
-
-
-def build_compiled(spec: TrialSpec, n_train: int) -> Any:
-    """A fresh model for ``spec``, compiled with its optimizer, loss and accuracy
-    metric (the RNGs seeded by the caller)."""
-    import keras
-
-    model = build_model(**_model_args(spec))
+def build_compiled(spec: TrialSpec, data: Dataset) -> Any:
+    """A fresh model for ``spec`` on ``data`` (its input shape and class count),
+    compiled with the trial's optimizer, loss and accuracy metric (the RNGs
+    seeded by the caller)."""
+    model = build_model(spec.model_ref, data.input_shape, data.num_classes)
+    n_train = len(data.x_train)
     lr = build_schedule(spec.schedule, spec.lr, steps_per_epoch(n_train, spec.batch_size))
+    sparse = sparse_labels(data, spec.loss)
     model.compile(
         optimizer=build_optimizer(spec.optimizer, lr, spec.optimizer_kwargs),
-        loss=build_loss(spec.loss, output_activation(spec.model, spec.model_kwargs)),
-        metrics=[keras.metrics.CategoricalAccuracy(name="acc")],
+        loss=build_loss(spec.loss, output_activation(model), sparse),
+        metrics=[accuracy_metric(sparse)],
     )
     return model
 

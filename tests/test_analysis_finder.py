@@ -141,6 +141,7 @@ def finder_frame(optimizer: str = "adam", fid: str = "f1") -> pd.DataFrame:
             "loss": "crossentropy",
             "batch_size": pd.array([100] * len(LR), dtype="Int64"),
             "seed": 0,
+            "builder": "",
             "start_lr": 1e-7,
             "end_lr": 10.0,
             "num_steps": len(LR),

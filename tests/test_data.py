@@ -16,8 +16,10 @@ def test_mnist5k_is_split_deterministically(mnist5k):
     assert mnist5k.y_train.shape == (4000, 10)
     assert np.array_equal(mnist5k.x_train, again.x_train)
     assert np.array_equal(mnist5k.y_val, again.y_val)
-    assert mnist5k.x_train.dtype == np.float32
-    assert 0 <= mnist5k.x_train.min() <= mnist5k.x_train.max() <= 1
+    # stored as uint8, seen by the model in [0, 1]
+    assert mnist5k.x_train.dtype == np.uint8 and mnist5k.scaled
+    seen = mnist5k.model_inputs(mnist5k.x_train)
+    assert seen.dtype == np.float32 and 0 <= seen.min() <= seen.max() <= 1
     assert (mnist5k.y_val.sum(axis=0) == 100).all()  # stratified: 100 of each digit
     # train and validation do not share images
     train = {row.tobytes() for row in mnist5k.x_train.reshape(4000, -1)}
@@ -49,7 +51,7 @@ def test_mnist_reads_the_keras_file_from_a_data_dir(tmp_path):
     np.savez(tmp_path / "mnist.npz", x_train=xt, y_train=yt, x_test=xv, y_test=yv)
     data = load_mnist(str(tmp_path))
     assert data.x_train.shape == (30, 28, 28, 1) and data.x_val.shape == (10, 28, 28, 1)
-    assert np.allclose(data.x_train[..., 0] * 255, xt)
+    assert np.array_equal(data.x_train[..., 0], xt)
     assert (data.y_train.argmax(1) == yt).all()
 
 

@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.models import build_loss, build_model, build_optimizer, optimizer_keywords
+from harness.models import build_loss, build_optimizer, optimizer_keywords
+from harness.models import build_model as build_ref
+from harness.specs import ModelRef
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_model(name: str, width: float, kwargs: dict | None = None, **shape):
+    """A built-in model through the one path every model takes (``ModelRef``)."""
+    return build_ref(ModelRef(name, "", width, kwargs or {}), **shape)
 
 
 def test_tiny_cnn_has_3300_weights_and_scales_with_width():

@@ -1,0 +1,152 @@
+"""References to a user's code: ``module:function`` or ``path/to/file.py:function``.
+
+A grid names a model builder or a dataset loader this way, as console-script
+entry points and ``uvicorn app:main`` do. The module is imported with the grid
+file's directory and the working directory on ``sys.path``, like a local
+module; the file form imports ``file.py`` as the module ``file`` from its
+folder. On Ray's workers the module arrives through Ray's ``runtime_env``
+(``py_modules``): ``shipped`` names what to send, the module's top-level
+package folder or its single file.
+
+Nothing here imports the user's module unless asked to (``resolve``): the
+sweep's driver fingerprints a builder's source (``fingerprint``) and ships it
+without running it, so it never imports TensorFlow on the user's behalf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import one_line
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+class RefError(Exception):
+    """A reference that cannot be parsed, found or imported; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: the module to import and the attribute in it."""
+
+    text: str  # as the grid wrote it
+    module: str  # dotted module name ("mine" for "path/to/mine.py")
+    attr: str  # dotted attribute path in the module
+    file: str | None  # the .py file of the file form, as written
+
+    @property
+    def top(self) -> str:
+        """The top-level package or module name (what ``py_modules`` ships)."""
+        return self.module.split(".")[0]
+
+
+def parse(text: str) -> Ref:
+    """Split ``module:function`` or ``path/to/file.py:function``; RefError if neither."""
+    module, sep, attr = text.rpartition(":")
+    if not sep or not module or not _DOTTED.fullmatch(attr):
+        raise RefError(f"{text!r} is not 'module:function' or 'path/to/file.py:function'")
+    if module.endswith(".py"):
+        stem = Path(module).stem
+        if not _DOTTED.fullmatch(stem) or "." in stem:
+            raise RefError(f"{module!r}: a file's name must be a Python identifier")
+        return Ref(text, stem, attr, module)
+    if not _DOTTED.fullmatch(module):
+        raise RefError(f"{module!r} is not a module name (or a path ending in .py)")
+    return Ref(text, module, attr, None)
+
+
+def search_dirs(grid_source: str) -> list[str]:
+    """Where a grid's references are looked up: the grid file's directory, then
+    the working directory."""
+    dirs = [str(Path(grid_source).resolve().parent), str(Path.cwd())]
+    return list(dict.fromkeys(dirs))
+
+
+def add_to_path(dirs: Iterable[str]) -> None:
+    """Put ``dirs`` at the front of ``sys.path`` (each once)."""
+    for d in reversed(list(dirs)):
+        if d not in sys.path:
+            sys.path.insert(0, d)
+
+
+def _file_dir(ref: Ref, dirs: list[str]) -> str:
+    """The folder holding the file of a file-form reference."""
+    assert ref.file is not None
+    path = Path(ref.file)
+    for base in [] if path.is_absolute() else dirs:
+        if (Path(base) / path).is_file():
+            return str((Path(base) / path).parent.resolve())
+    if path.is_absolute() and path.is_file():
+        return str(path.parent)
+    raise RefError(f"{ref.file}: no such file (looked in {', '.join(dirs)})")
+
+
+def module_file(ref: Ref, dirs: list[str]) -> Path:
+    """The source file of the referenced module, found without running it."""
+    if ref.file is not None:
+        return Path(_file_dir(ref, dirs)) / Path(ref.file).name
+    found = _find_spec(ref, dirs)
+    if found.origin is None or not Path(found.origin).is_file():
+        raise RefError(f"module {ref.module!r} has no source file")
+    return Path(found.origin)
+
+
+def _find_spec(ref: Ref, dirs: list[str]) -> Any:
+    # a submodule's spec imports its parent packages (their __init__ runs)
+    add_to_path(dirs)
+    try:
+        found = importlib.util.find_spec(ref.module)
+    except (ImportError, ValueError) as exc:
+        raise RefError(f"cannot import {ref.module!r}: {one_line(exc)}") from None
+    if found is None:
+        raise RefError(f"no module named {ref.module!r} (looked in {', '.join(dirs)})")
+    return found
+
+
+def fingerprint(text: str, dirs: list[str]) -> str:
+    """A short hash of the referenced module's source file."""
+    return hashlib.sha256(module_file(parse(text), dirs).read_bytes()).hexdigest()[:16]
+
+
+def shipped(text: str, dirs: list[str]) -> str:
+    """What Ray's ``py_modules`` must send for the reference to import on a
+    worker: its top-level package folder, or its single module file."""
+    ref = parse(text)
+    if ref.file is not None:
+        return str(Path(_file_dir(ref, dirs)) / Path(ref.file).name)
+    top = _find_spec(Ref(text, ref.top, ref.attr, None), dirs)
+    if top.submodule_search_locations:  # a package: its folder
+        return str(Path(next(iter(top.submodule_search_locations))).resolve())
+    if top.origin is None:
+        raise RefError(f"module {ref.top!r} has no source file to send to Ray's workers")
+    return str(Path(top.origin).resolve())
+
+
+def resolve(text: str, dirs: Iterable[str] = ()) -> Callable[..., Any]:
+    """Import the referenced module (``dirs`` first on the path) and return the
+    callable. RefError, one line, when it does not import or is not there."""
+    ref = parse(text)
+    dirs = list(dirs)
+    if ref.file is not None and dirs:
+        dirs = [_file_dir(ref, dirs), *dirs]
+    add_to_path(dirs)
+    try:
+        obj: Any = importlib.import_module(ref.module)
+    except Exception as exc:  # a user's module may raise anything while it imports
+        raise RefError(f"cannot import {ref.module!r}: {one_line(exc)}") from None
+    for part in ref.attr.split("."):
+        if not hasattr(obj, part):
+            raise RefError(f"module {ref.module!r} has no attribute {ref.attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise RefError(f"{text} is a {type(obj).__name__}, not a function")
+    return obj
