@@ -134,6 +134,13 @@ def show(
         str | None,
         typer.Option(help="Directory holding dataset files (mnist.npz, fashion-mnist/, ...)."),
     ] = None,
+    build: Annotated[
+        bool,
+        typer.Option(
+            help="Build each model once, untrained, to check it and count its weights at "
+            "each width (in a child process that imports TensorFlow: a few seconds)."
+        ),
+    ] = True,
     max_trials: MaxTrials = MAX_TRIALS,
 ) -> None:
     """Show a grid expanded: its axes, trial count and worst-case time, its data
@@ -145,7 +152,7 @@ def show(
     try:
         spec = prepare_grid(grid, max_trials)
         lines = plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
-        lines += problem_lines(spec, data_dir)
+        lines += problem_lines(spec, data_dir, build)
         if out is not None:
             from harness.store import Store
 

@@ -51,7 +51,12 @@ def _values(grid: dict[str, Any], axis: str) -> list[Any]:
     (optimizer, keywords, LR)."""
     if axis == "models":
         return [
-            {"name": m["name"], "kwargs": m.get("kwargs", {}), "width": w}
+            {
+                "name": m["name"],
+                "kwargs": m.get("kwargs", {}),
+                "width": w,
+                **({"builder": m["builder"]} if m.get("builder") else {}),
+            }
             for m in grid.get("models", [])
             for w in m.get("widths", [1.0])
         ]

@@ -115,21 +115,22 @@ def stored_lines(shown: str, change: GridChange | None, total: int, stored: int)
     return lines
 
 
-def problem_lines(grid: GridSpec, data_dir: str | None = None) -> list[str]:
+def problem_lines(grid: GridSpec, data_dir: str | None = None, build: bool = True) -> list[str]:
     """``lrbench show``: each dataset's shapes and class count, and each model's
     weight count at each width, built once without training in the child
     process that checks the grid's code (``harness.optcheck``), so this
     process never imports TensorFlow. A built-in dataset that is not on this
     machine is said so on its line; a user's data or model that fails its
-    check is a GridError."""
+    check is a GridError. Without ``build``, only the data are described."""
     from harness.data import load_grid_data
     from harness.errors import DataError
     from harness.models import DataShape
     from harness.optcheck import BackgroundCheck
+    from harness.sweep import check_data
 
-    check = BackgroundCheck.start(grid)
+    check = BackgroundCheck.start(grid) if build else None
     try:
-        lines, shapes = [], []
+        lines, shapes, loaded = [], [], {}
         for spec in grid.datasets:
             if any(s.dataset == spec.name for s in shapes):
                 continue
@@ -140,10 +141,15 @@ def problem_lines(grid: GridSpec, data_dir: str | None = None) -> list[str]:
                 continue
             lines.append(f"data        {data.describe()}")
             shapes.append(DataShape.of(data))
-        check.send(shapes)
-        sizes = check.wait()
+            loaded[spec.name] = data
+        check_data(grid, loaded)  # train_size and batch_size against the data, as the sweep
+        sizes = []
+        if check is not None:
+            check.send(shapes)
+            sizes = check.wait()
     finally:
-        check.close()
+        if check is not None:
+            check.close()
     several = len({s.input_shape for s in shapes}) > 1
     for i, model in enumerate(grid.models):
         mine = [s for s in sizes if s.index == i]

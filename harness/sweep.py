@@ -205,9 +205,12 @@ def shipped_modules(grid: GridSpec) -> list[str]:
     expected to be installed on the workers too)."""
     dirs = userref.search_dirs(grid.source)
     paths = []
-    for model in grid.models:
+    for i, model in enumerate(grid.models):
         if model.builder:
-            path = userref.shipped(model.builder, dirs)
+            try:
+                path = userref.shipped(model.builder, dirs)
+            except userref.RefError as exc:
+                raise GridError(grid.source, f"models[{i}].builder", str(exc)) from None
             if any(path == d or path.startswith(d.rstrip(os.sep) + os.sep) for d in dirs):
                 paths.append(path)
     return list(dict.fromkeys(paths))

@@ -93,3 +93,12 @@ def test_fingerprint_is_stable_and_follows_the_data(mnist5k):
     assert mnist5k.fingerprint() == load_mnist5k().fingerprint()
     assert len(mnist5k.fingerprint()) == 16
     assert mnist5k.head(1000).fingerprint() != mnist5k.fingerprint()
+
+
+def test_the_mnist5k_fingerprint_is_what_stored_results_know():
+    # computed over what a trial sees (float32 images in [0, 1], one-hot labels),
+    # not over the uint8 arrays it is stored as: results stored before the
+    # arrays were kept as uint8 still resume
+    from harness.data import load_mnist5k
+
+    assert load_mnist5k().fingerprint() == "c873497d69f23406"

@@ -47,10 +47,11 @@ def test_initial_weights_are_restored(mnist5k):
     import keras
 
     from harness.models import build_loss, build_model
+    from harness.specs import ModelRef
     from harness.trial import make_dataset
 
     keras.utils.set_random_seed(0)
-    model = build_model("tiny_cnn", 1.0)
+    model = build_model(ModelRef("tiny_cnn", "", 1.0))
     before = [w.copy() for w in model.get_weights()]
     data = mnist5k.head(1000)
     points, reason = lr_range_test(

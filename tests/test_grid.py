@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from harness.errors import GridError
@@ -173,3 +175,21 @@ def test_loading_a_grid_imports_neither_tensorflow_nor_ray():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# Each shipped reference grid's digest and a hash of its trial ids in order, as
+# stored results know them: a change here would orphan every stored trial.
+REFERENCE_IDS = {
+    "smoke": ("aea0f00c421b938c", 66, "ff61f455a8ef"),
+    "paper": ("af1f9b3123a8b21a", 288, "803f12257a7b"),
+    "pitfalls": ("3e3615e532eb67d4", 100, "f7a6b13ca928"),
+    "nightly": ("33c658c8610e57b2", 96, "f33421006fb2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_IDS))
+def test_the_reference_grids_keep_their_digests_and_trial_ids(name):
+    grid = load_grid(f"grids/{name}.toml")
+    ids = [t.trial_id for t in grid.expand()]
+    got = (grid.digest, len(ids), hashlib.sha256("".join(ids).encode()).hexdigest()[:12])
+    assert got == REFERENCE_IDS[name]

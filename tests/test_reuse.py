@@ -57,6 +57,8 @@ def assert_same(reused: TrialOutcome, fresh: TrialOutcome) -> None:
         {"optimizer": "momentum"},
         {"optimizer": "adagrad"},  # its accumulators start at 0.1, not 0
         {"optimizer": "rmsprop", "model": "keras_cnn", "width": 0.125},  # dropout
+        # a user's builder: BatchNorm's moving statistics and Dropout's seed state
+        {"optimizer": "adam", "model": "bn_dropout", "builder": "tests.problems:bn_dropout_net"},
     ],
     ids=lambda s: "-".join(str(v) for v in s.values()),
 )
@@ -98,6 +100,16 @@ def test_a_failed_trial_drops_the_cached_model(mnist5k):
     assert not run_trial(_spec(max_epochs=1), mnist5k).record.reused
 
 
+@pytest.mark.slow
+def test_a_model_with_its_own_training_step_is_always_built_afresh(mnist5k):
+    own = {"model": "own", "builder": "tests.problems:own_step_net"}
+    CACHE.drop()
+    first = run_trial(_spec(**own), mnist5k)
+    again = run_trial(_spec(**own), mnist5k)
+    assert first.record.error is None and not again.record.reused
+    assert_same(again, first)
+
+
 def test_the_key_ignores_lr_seed_and_stop_rule_but_not_the_setup():
     base = helpers.spec()
     assert reuse_key(base) == reuse_key(helpers.spec(lr=0.5, seed=3, max_epochs=9))
@@ -108,6 +120,7 @@ def test_the_key_ignores_lr_seed_and_stop_rule_but_not_the_setup():
         {"batch_size": 50},
         {"train_size": 100},
         {"loss": "mse"},
+        {"builder": "tests.problems:bn_dropout_net"},
     ):
         assert reuse_key(dataclasses.replace(base, **change)) != reuse_key(base), change
     assert reuse_key(helpers.spec(schedule={"name": "step", "factor": 0.5, "epochs": 1.0})) is None

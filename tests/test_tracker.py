@@ -135,3 +135,27 @@ def test_finish_without_a_verdict_is_budget_and_validates_the_last_point():
     assert tracker.status is None
     assert tracker.finish() is TrialStatus.BUDGET
     assert tracker.curve[-1].val_acc == 0.42
+
+
+def test_the_val_metric_validates_every_val_every_steps_with_the_clock_paused():
+    clock = Clock()
+    spec = make_spec(metric="val", val_every=3, target=0.9)
+    accs = iter([0.2, 0.5, 0.7, 0.95, 0.99])
+    calls = []
+
+    def validate() -> float:
+        clock.now += 10.0  # validation is slow, and off the clock
+        calls.append(clock.now)
+        return next(accs)
+
+    tracker = StopTracker(spec, N_TRAIN, clock(), validate, clock=clock)
+    # training accuracy stays at chance: only the validation accuracy can stop it
+    fed = feed(tracker, clock, [10] * 30, [2.3] * 30)
+    assert tracker.status is TrialStatus.REACHED
+    # checks at step 1, then every 3 steps: 3, 6, 9 (the fourth validation reaches)
+    assert [p.step for p in tracker.curve] == [1, 3, 6, 9] and fed == 9
+    assert all(p.val_acc is not None and p.train_acc == p.val_acc for p in tracker.curve)
+    assert tracker.reached is not None and tracker.reached.val_acc == 0.95
+    assert tracker.val_s == pytest.approx(40.0) and len(calls) == 4
+    # the clock ran 8 steps of a second each after the first, validation excluded
+    assert tracker.reached.elapsed_s == pytest.approx(8.0)

@@ -97,3 +97,14 @@ def test_running_accuracy_is_cumulative_since_step_zero(mnist5k):
     running = np.cumsum(correct) / np.cumsum(sizes)
     assert np.allclose([p.running_acc for p in curve], running)
     assert [p.train_acc for p in curve] == [p.running_acc for p in curve]
+
+
+def test_the_val_metric_reaches_on_validation_accuracy_and_records_the_choice(mnist5k):
+    spec = helpers.reaching(target_metric="val", val_every=10, target_acc=0.8)
+    record = run_trial(spec, mnist5k).record
+    assert record.status is TrialStatus.REACHED and record.target_metric == "val"
+    assert record.final_val_acc is not None and record.final_val_acc >= 0.8
+    assert record.steps_to_target % 10 == 0 and record.val_s > 0
+    assert record.input_shape == "[28, 28, 1]" and record.num_classes == 10
+    assert spec.trial_id != helpers.reaching(target_metric="val").trial_id  # val_every counts
+    assert "val_every" not in helpers.reaching().stop.id_fields()  # unset: ids as before
