@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -72,10 +73,9 @@ def search_dirs(grid_source: str) -> list[str]:
 
 
 def add_to_path(dirs: Iterable[str]) -> None:
-    """Put ``dirs`` at the front of ``sys.path`` (each once)."""
-    for d in reversed(list(dirs)):
-        if d not in sys.path:
-            sys.path.insert(0, d)
+    """Put ``dirs`` at the front of ``sys.path``, in order (each once)."""
+    dirs = list(dict.fromkeys(dirs))
+    sys.path[:] = dirs + [p for p in sys.path if p not in dirs]
 
 
 def _file_dir(ref: Ref, dirs: list[str]) -> str:
@@ -103,9 +103,10 @@ def module_file(ref: Ref, dirs: list[str]) -> Path:
 def _find_spec(ref: Ref, dirs: list[str]) -> Any:
     # a submodule's spec imports its parent packages (their __init__ runs)
     add_to_path(dirs)
+    _forget_if_moved(ref.top)
     try:
         found = importlib.util.find_spec(ref.module)
-    except (ImportError, ValueError) as exc:
+    except Exception as exc:  # a parent package's __init__ may raise anything
         raise RefError(f"cannot import {ref.module!r}: {one_line(exc)}") from None
     if found is None:
         raise RefError(f"no module named {ref.module!r} (looked in {', '.join(dirs)})")
@@ -131,6 +132,23 @@ def shipped(text: str, dirs: list[str]) -> str:
     return str(Path(top.origin).resolve())
 
 
+def _forget_if_moved(top: str) -> None:
+    """Drop an imported package (and its submodules) that the path now finds
+    elsewhere: another project's module of the same name, imported earlier in
+    this process, must not stand in for this one."""
+    cached = sys.modules.get(top)
+    if cached is None:
+        return
+    found = importlib.machinery.PathFinder.find_spec(top, sys.path)
+    if found is None:
+        return
+    where = found.origin or next(iter(found.submodule_search_locations or []), None)
+    was = getattr(cached, "__file__", None) or next(iter(getattr(cached, "__path__", [])), None)
+    if where and was and Path(where).resolve() != Path(was).resolve():
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            del sys.modules[name]
+
+
 def resolve(text: str, dirs: Iterable[str] = ()) -> Callable[..., Any]:
     """Import the referenced module (``dirs`` first on the path) and return the
     callable. RefError, one line, when it does not import or is not there."""
@@ -139,6 +157,7 @@ def resolve(text: str, dirs: Iterable[str] = ()) -> Callable[..., Any]:
     if ref.file is not None and dirs:
         dirs = [_file_dir(ref, dirs), *dirs]
     add_to_path(dirs)
+    _forget_if_moved(ref.top)
     try:
         obj: Any = importlib.import_module(ref.module)
     except Exception as exc:  # a user's module may raise anything while it imports
@@ -148,5 +167,5 @@ def resolve(text: str, dirs: Iterable[str] = ()) -> Callable[..., Any]:
             raise RefError(f"module {ref.module!r} has no attribute {ref.attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise RefError(f"{text} is a {type(obj).__name__}, not a function")
+        raise RefError(f"{text} is not a function (it is {type(obj).__name__!r})")
     return obj
