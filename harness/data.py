@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,12 +283,22 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 batch file: (n, 32, 32, 3) uint8 images and uint8 labels."""
+    """One CIFAR-10 batch file: (n, 32, 32, 3) uint8 images and uint8 labels.
+    ValueError, naming the file, for a pickle that is not such a batch."""
     with open(path, "rb") as f:
         batch = _ArraysOnly(f, encoding="bytes").load()
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.uint8)
-    return data.reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1), labels
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path.name} is not a CIFAR-10 batch (a dict of b'data', b'labels')")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8 or data.shape[1:] != (3 * 32 * 32,) or not len(data):
+        raise ValueError(f"{path.name}: data is {data.dtype} {data.shape}, not uint8 (n, 3072)")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path.name}: {labels.size} labels for {len(data)} images ({labels.dtype})"
+        )
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise ValueError(f"{path.name}: labels outside 0..{NUM_CLASSES - 1}")
+    return data.reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.uint8)
 
 
 def cifar10_dir(data_dir: str | None) -> Path:
@@ -307,23 +318,32 @@ def cifar10_dir(data_dir: str | None) -> Path:
     for where in candidates:
         if all((where / f).is_file() for f in CIFAR_FILES):
             return where
-    return candidates[1]
+    # none complete: the one holding the most of them, else cifar-10-batches-py
+    return max(candidates, key=lambda w: (_cifar_count(w), w == candidates[1]))
+
+
+def _cifar_count(where: Path) -> int:
+    return sum((where / f).is_file() for f in CIFAR_FILES)
 
 
 def load_cifar10(data_dir: str | None = None) -> Dataset:
     """Keras' CIFAR-10 (``cifar-10-batches-py``): 50,000 train images, the 10,000
     test images as validation; 32x32x3 uint8, integer labels."""
     where = cifar10_dir(data_dir)
-    if not all((where / f).is_file() for f in CIFAR_FILES):
+    missing = [f for f in CIFAR_FILES if not (where / f).is_file()]
+    if missing:
         if data_dir or _offline():
-            raise _missing(
-                "cifar10", where, f"{CIFAR_DIR}/data_batch_1..5, test_batch", bool(data_dir)
+            files = (
+                "data_batch_1..5, test_batch"
+                if len(missing) == len(CIFAR_FILES)
+                else ", ".join(missing)
             )
+            raise _missing("cifar10", where, files, bool(data_dir))
         _download("cifar10", where)
         where = cifar10_dir(None)
     try:
         parts = [_cifar_batch(where / f) for f in CIFAR_FILES]
-    except (OSError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+    except Exception as exc:  # a damaged pickle can raise almost anything
         raise DataError(f"dataset 'cifar10': cannot read {where}: {one_line(exc)}") from None
     x_train = np.concatenate([x for x, _ in parts[:-1]])
     y_train = np.concatenate([y for _, y in parts[:-1]])
@@ -358,6 +378,8 @@ NPZ_VAL = (("x_val", "y_val"), ("x_test", "y_test"))
 def read_npz(path: Path) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """``(x_train, y_train), (x_val, y_val)`` from an ``.npz`` file (``x_test`` and
     ``y_test`` stand for the validation split when ``x_val`` is absent)."""
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it pickled data
+        raise DataError(f"{path}: not an .npz file (a zip of .npy arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
@@ -450,7 +472,12 @@ def check_arrays(
                 None,
             )
             if bad is not None:
-                raise DataError(f"x_{split}: holds NaN or infinite values (in examples {bad:,}+)")
+                chunk = x[bad : bad + _CHUNK]
+                rows = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+                first = bad + int(np.argmin(rows))
+                raise DataError(
+                    f"x_{split}: holds NaN or infinite values (the first in example {first:,})"
+                )
     if x_train.shape[1:] != x_val.shape[1:]:
         raise DataError(
             f"x_train's examples have shape {x_train.shape[1:]} but x_val's {x_val.shape[1:]}"
