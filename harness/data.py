@@ -378,6 +378,8 @@ NPZ_VAL = (("x_val", "y_val"), ("x_test", "y_test"))
 def read_npz(path: Path) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """``(x_train, y_train), (x_val, y_val)`` from an ``.npz`` file (``x_test`` and
     ``y_test`` stand for the validation split when ``x_val`` is absent)."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file (a path is relative to the grid file)")
     if path.is_file() and not zipfile.is_zipfile(path):  # np.load would call it pickled data
         raise DataError(f"{path}: not an .npz file (a zip of .npy arrays, as numpy.savez writes)")
     try:
@@ -414,7 +416,9 @@ def from_arrays(name: str, loaded: Any, num_classes: int | None = None) -> Datas
     ):
         try:
             arrays[key] = np.asarray(value)
-        except (TypeError, ValueError) as exc:
+        except ValueError:  # NumPy's "inhomogeneous shape" text
+            raise DataError(f"{key} is ragged: its examples differ in shape") from None
+        except TypeError as exc:
             raise DataError(f"{key} is not an array ({one_line(exc)})") from None
     return check_arrays(name, num_classes=num_classes, **arrays)
 
@@ -530,7 +534,7 @@ def load_grid_data(
                     raise DataError(f"{spec.loader} raised {one_line(exc)}") from None
             else:
                 assert spec.path is not None
-                arrays = read_npz(Path(spec.path))
+                arrays = read_npz(Path(grid.source).parent / spec.path)  # relative to the grid
             loaded[spec.name] = from_arrays(spec.name, arrays, spec.num_classes)
         except (DataError, userref.RefError) as exc:
             raise GridError(grid.source, key, str(exc)) from None

@@ -16,11 +16,23 @@ sweep goes on; a rerun retries it.
 
 from __future__ import annotations
 
+import re
+
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for one-line reports of an exception."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def last_line(exc: BaseException) -> str:
+    """``Type: the message's last line``: TensorFlow's, Keras' and most library
+    messages end with the line that says what went wrong (a user's builder or
+    loader that raises is reported so)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    # TensorFlow's op errors carry the op's internal name in {{...}} and [Op:...]
+    text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", lines[-1]).strip() if lines else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 class LrbenchError(Exception):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.data import NUM_CLASSES
-from harness.errors import GridError
+from harness.errors import GridError, last_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -465,7 +465,11 @@ def check_models(
                     f"{ref_text} takes no width argument, so only widths = [1] is allowed",
                 )
         for shape, classes, dtype in unique:
-            dataset = next(s.dataset for s in shapes if s.input_shape == shape)
+            dataset = next(
+                s.dataset
+                for s in shapes
+                if (s.input_shape, s.num_classes, s.dtype) == (shape, classes, dtype)
+            )
             for width in spec.widths:
                 ref = ModelRef(spec.name, spec.builder or "", width, spec.kwargs)
                 model = _checked_build(source, key, ref, shape, classes, dirs)
@@ -477,7 +481,7 @@ def check_models(
                         source,
                         key,
                         f"the model of {ref_text} does not take {dataset}'s inputs of shape "
-                        f"{tuple(shape)}: {_last_line(exc)}",
+                        f"{tuple(shape)}: {last_line(exc)}",
                     ) from None
                 got = tuple(getattr(y, "shape", ()))
                 if got != (2, classes):
@@ -509,20 +513,12 @@ def _checked_build(
         model = build_model(ref, shape, classes, dirs)
     except Exception as exc:  # the user's builder may raise anything
         raise GridError(
-            source, key, f"{what} raised at width {ref.width:g}: {_last_line(exc)}"
+            source, key, f"{what} raised at width {ref.width:g}: {last_line(exc)}"
         ) from None
     if not isinstance(model, keras.Model):
         raise GridError(
             source,
             key,
-            f"{what} returned {type(model).__name__}, not a keras.Model (uncompiled)",
+            f"{what} returned {type(model).__name__}; a builder returns an uncompiled keras.Model",
         )
     return model
-
-
-def _last_line(exc: BaseException) -> str:
-    """An exception as ``Type: message``, the message's last line (TensorFlow's
-    and Keras' messages end with the line that says what went wrong)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", lines[-1]) if lines else ""
-    return f"{type(exc).__name__}: {text.strip()}"[:300] if text else type(exc).__name__

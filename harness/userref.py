@@ -15,18 +15,20 @@ without running it, so it never imports TensorFlow on the user's behalf.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import one_line
+from harness.errors import last_line, one_line
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -114,8 +116,22 @@ def _find_spec(ref: Ref, dirs: list[str]) -> Any:
 
 
 def fingerprint(text: str, dirs: list[str]) -> str:
-    """A short hash of the referenced module's source file."""
-    return hashlib.sha256(module_file(parse(text), dirs).read_bytes()).hexdigest()[:16]
+    """A short hash of the referenced code: every ``.py`` file of the package
+    Ray ships for it when it lives in ``dirs`` (a helper module of the builder
+    changes it too), else the module's own file."""
+    ref = parse(text)
+    shipped_path = Path(shipped(text, dirs))
+    inside = any(shipped_path.is_relative_to(d) for d in dirs)
+    if inside and shipped_path.is_dir():
+        files = sorted(p for p in shipped_path.rglob("*.py") if "__pycache__" not in p.parts)
+    else:
+        files = [module_file(ref, dirs)]
+    digest = hashlib.sha256()
+    for path in files:
+        if len(files) > 1:
+            digest.update(str(path.relative_to(shipped_path)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def shipped(text: str, dirs: list[str]) -> str:
@@ -130,6 +146,23 @@ def shipped(text: str, dirs: list[str]) -> str:
     if top.origin is None:
         raise RefError(f"module {ref.top!r} has no source file to send to Ray's workers")
     return str(Path(top.origin).resolve())
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: a user's module that imports
+    TensorFlow would print its C++ start-up notices there, before TensorFlow's
+    logging is set up, and bury the one line lrbench says."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _forget_if_moved(top: str) -> None:
@@ -158,10 +191,13 @@ def resolve(text: str, dirs: Iterable[str] = ()) -> Callable[..., Any]:
         dirs = [_file_dir(ref, dirs), *dirs]
     add_to_path(dirs)
     _forget_if_moved(ref.top)
+    if dirs:
+        _find_spec(ref, dirs)  # a module that is not there: say where it was looked for
     try:
-        obj: Any = importlib.import_module(ref.module)
+        with _quiet_stderr():
+            obj: Any = importlib.import_module(ref.module)
     except Exception as exc:  # a user's module may raise anything while it imports
-        raise RefError(f"cannot import {ref.module!r}: {one_line(exc)}") from None
+        raise RefError(f"cannot import {ref.module!r}: {last_line(exc)}") from None
     for part in ref.attr.split("."):
         if not hasattr(obj, part):
             raise RefError(f"module {ref.module!r} has no attribute {ref.attr!r}")
