@@ -67,6 +67,8 @@ def _trainable(
 
     from harness.trial import run_trial
 
+    if builders:
+        _shipped_modules_first()
     spec = TrialSpec.from_config(config["trial"])
     context = ray.get_runtime_context()
     assigned = context.get_assigned_resources()
@@ -89,6 +91,21 @@ def _trainable(
         tune.report({FATAL: str(exc), "status": TrialStatus.ERROR.value})
         return
     tune.report(outcome.summary())
+
+
+def _shipped_modules_first() -> None:
+    """Put the folders Ray unpacked ``py_modules`` into at the front of this
+    worker's ``sys.path``. Joining a cluster by its address, Ray puts the
+    driver's working directory first on every worker's path, so a node with a
+    checkout at that path would import its own, maybe older, copy of the
+    user's package instead of the one shipped (and fingerprinted)."""
+    from pathlib import Path
+
+    userref.add_to_path(
+        p
+        for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if "py_modules_files" in Path(p).parts
+    )
 
 
 def _fatal_stopper() -> Any:
@@ -364,6 +381,9 @@ def _run_locked(
             ),
             {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
         )
+        # Tune has put the arrays into Ray's object store: the driver's own copy
+        # would only double its memory for the rest of the sweep
+        del data
         check.wait()  # an optimizer or a model the grid gets wrong: one line, before the store
         store.open_sweep(
             grid,

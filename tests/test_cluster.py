@@ -1,6 +1,7 @@
 """A real two-node Ray cluster on this machine (``ray start``, token
 authentication on, as Ray's default): ``lrbench sweep --address`` spreads a
-grid over both nodes, and survives losing the second node mid-sweep."""
+grid over both nodes, ships a user's builder package to them, and survives
+losing the second node mid-sweep."""
 
 from __future__ import annotations
 
@@ -239,3 +240,77 @@ def test_ray_address_joins_the_cluster_and_no_address_stays_embedded(cluster, wr
         runs[name] = json.loads((tmp_path / name / "manifest.json").read_text())["runs"][-1]
     assert runs["embedded"]["address"] is None and len(runs["embedded"]["nodes"]) == 1
     assert runs["env"]["address"] == address and len(runs["env"]["nodes"]) == 2
+
+
+USER_MODELS = """
+import os
+
+import keras
+from keras import layers
+
+# the package's folder in the test: a Ray worker must not import it from there
+# (the driver's model check, outside Ray, does)
+HOME = {home!r}
+
+
+def build(width, input_shape, num_classes):
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized() and os.path.realpath(__file__).startswith(HOME):
+        raise RuntimeError(f"imported from {{__file__}}, not from Ray's py_modules")
+    x = inputs = keras.Input(input_shape)
+    x = layers.Dense(int(16 * width), activation="relu")(x)
+    return keras.Model(inputs, layers.Dense(num_classes)(x))
+"""
+
+USER_DATA = """
+import numpy as np
+
+
+def load():
+    # three Gaussian blobs: learnable, integer labels 0..2
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 3, (3, 8)).astype("float32")
+    y = rng.integers(0, 3, 800)
+    x = centers[y] + rng.normal(0, 1, (800, 8)).astype("float32")
+    return (x[:600], y[:600]), (x[600:], y[600:])
+"""
+
+USER_GRID = """
+name = "cluster-usernets"
+datasets = [{ name = "blobs", loader = "usernets.data:load" }]
+models = [{ name = "usernet", builder = "usernets.models:build", widths = [1] }]
+optimizers = ["gd"]
+lr = [1e-6, 2e-6, 3e-6, 4e-6]
+[stop]
+budget_s = 3600
+max_epochs = 3
+"""
+
+
+def test_a_users_package_reaches_the_workers_of_both_nodes(cluster, tmp_path):
+    """The builder's package lives only in the test's project folder, where the
+    driver runs; the nodes run elsewhere. Joining by address, Ray puts the
+    driver's cwd first on its workers' sys.path, as if every node had a
+    checkout there: the builder refuses to run from that copy inside Ray, so
+    a pass means the workers imported what Ray's py_modules shipped. The
+    loader runs on the driver alone."""
+    address, _, _ = cluster
+    proj = tmp_path / "proj"
+    (proj / "usernets").mkdir(parents=True)
+    (proj / "usernets" / "__init__.py").write_text("")
+    (proj / "usernets" / "models.py").write_text(USER_MODELS.format(home=os.path.realpath(proj)))
+    (proj / "usernets" / "data.py").write_text(USER_DATA)
+    (proj / "grid.toml").write_text(USER_GRID)
+    done = subprocess.run(
+        [str(BIN / "lrbench"), "sweep", "grid.toml", "--out", "../out", "--address", address],
+        env=ENV, cwd=proj, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = pd.read_parquet(tmp_path / "out" / "trials")
+    assert len(trials) == 4 and "error" not in set(trials.status), trials[["status", "error"]]
+    assert trials.node_id.nunique() == 2  # both nodes ran trials
+    assert set(trials.builder) == {"usernets.models:build"}
+    assert trials.builder_fingerprint.str.len().min() > 0
+    assert set(trials.num_classes) == {3}
