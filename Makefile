@@ -53,7 +53,7 @@ test-floors:
 	$(FLOORS_VENV)/bin/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness analysis tests benchmarks
+	$(BIN)/ruff check harness analysis tests benchmarks examples
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,7 +12,6 @@ sweep of 2 optimizers x 2 LRs, bounded by epochs, is shared by the tests below.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from harness import userref
 
 pytestmark = pytest.mark.slow  # a real Ray sweep, TensorFlow in its workers
 
@@ -133,8 +134,9 @@ def test_the_rows_record_the_users_problem(project):
     assert (trials.input_shape == "[8, 8, 3]").all()
     assert (trials.num_classes == 4).all()
     assert (trials.n_params == N_PARAMS).all()  # the width and the grid's keyword reached it
-    module = (project / "mynets" / "models.py").read_bytes()
-    assert (trials.builder_fingerprint == hashlib.sha256(module).hexdigest()[:16]).all()
+    # a hash of the package Ray shipped to the workers, the builder's module in it
+    shipped = userref.fingerprint("mynets.models:build", [str(project)])
+    assert (trials.builder_fingerprint == shipped).all()
     assert trials.data_fingerprint.str.len().eq(16).all() and trials.data_fingerprint.nunique() == 1
 
 
@@ -150,6 +152,19 @@ def test_find_lr_runs_the_range_test_on_the_users_model(project):
     for i, optimizer in enumerate(("adam", "gd"), 1):
         assert f"[{i}/2] {optimizer} on mynet x2, pictures: stopped" in out, out
     assert "figure: out/finder.png" in out and (project / "out" / "finder.png").is_file()
+
+
+def test_replay_export_and_width_scaling_take_the_users_problem(project, tmp_path):
+    ok(lrbench(project, "replay", "out", "--prune", "optimistic"))
+    out = ok(lrbench(project, "export", "out", "--tensorboard", str(tmp_path / "tb")))
+    assert "tensorboard: 4 runs written" in out, out
+    # width scaling at each optimizer's best LR of the sweep: the user's model, two widths
+    scaling = GRID.replace('name = "userproj"', 'name = "userproj-scaling"')
+    scaling = scaling.replace("lr = [0.01, 0.3]", 'lr = { best = "out" }')
+    (project / "scaling.toml").write_text(scaling.replace("widths = [2]", "widths = [1, 2]"))
+    out = ok(lrbench(project, "show", "scaling.toml", "--no-build"))
+    assert "lr          best 1 of out: " in out, out
+    assert "data        pictures: " in out and "(8, 8, 3) (uint8), 4 classes" in out, out
 
 
 def test_the_same_sweep_again_runs_nothing(project):
