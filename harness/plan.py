@@ -130,10 +130,11 @@ def problem_lines(grid: GridSpec, data_dir: str | None = None, build: bool = Tru
 
     check = BackgroundCheck.start(grid) if build else None
     try:
-        lines, shapes, loaded = [], [], {}
+        lines, shapes, loaded, seen = [], [], {}, set()
         for spec in grid.datasets:
-            if any(s.dataset == spec.name for s in shapes):
+            if spec.name in seen:  # a dataset given twice (two train_size values)
                 continue
+            seen.add(spec.name)
             try:
                 data = load_grid_data(grid, [spec.name], data_dir)[spec.name]
             except DataError as exc:  # a built-in dataset not downloaded here
