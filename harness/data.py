@@ -351,7 +351,7 @@ def load_cifar10(data_dir: str | None = None) -> Dataset:
     return Dataset("cifar10", x_train, y_train, x_val, y_val, NUM_CLASSES)
 
 
-def load_builtin(name: str, data_dir: str | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
     """Load a built-in dataset by its grid name (``DATASETS``)."""
     if name == "mnist5k":
         return load_mnist5k()
@@ -362,11 +362,6 @@ def load_builtin(name: str, data_dir: str | None = None) -> Dataset:
     if name == "cifar10":
         return load_cifar10(data_dir)
     raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-
-
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Load a built-in dataset by its grid name (``load_builtin``)."""
-    return load_builtin(name, data_dir)
 
 
 # ------------------------------------------------------------ a user's data ---
@@ -522,7 +517,7 @@ def load_grid_data(
         if spec.name not in wanted or spec.name in loaded:
             continue
         if spec.builtin:
-            loaded[spec.name] = load_builtin(spec.name, data_dir or grid.data_dir)
+            loaded[spec.name] = load_dataset(spec.name, data_dir or grid.data_dir)
             continue
         key = f"datasets[{i}].{'loader' if spec.loader else 'path'}"
         try:

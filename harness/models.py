@@ -43,18 +43,13 @@ def import_keras_quietly() -> None:
     import os
     import sys
 
+    from harness.userref import quiet_stderr
+
     if "keras" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with quiet_stderr():
+        import keras  # noqa: F401
 
 
 # The unit counts that ``width`` scales in each family, at width 1 (the MLP's is

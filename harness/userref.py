@@ -149,10 +149,12 @@ def shipped(text: str, dirs: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: a user's module that imports
-    TensorFlow would print its C++ start-up notices there, before TensorFlow's
-    logging is set up, and bury the one line lrbench says."""
+def quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a while: TensorFlow prints its
+    C++ start-up notices (oneDNN, CUDA probing) there while it is imported,
+    before its logging is set up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them
+    and they would bury the one line lrbench says. Used around importing
+    Keras and a user's module (which may import TensorFlow)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -194,7 +196,7 @@ def resolve(text: str, dirs: Iterable[str] = ()) -> Callable[..., Any]:
     if dirs:
         _find_spec(ref, dirs)  # a module that is not there: say where it was looked for
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             obj: Any = importlib.import_module(ref.module)
     except Exception as exc:  # a user's module may raise anything while it imports
         raise RefError(f"cannot import {ref.module!r}: {last_line(exc)}") from None
