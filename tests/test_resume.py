@@ -72,6 +72,8 @@ def _stored(out):
     if not (out / "trials").exists():
         return {}
     rows = pd.read_parquet(out / "trials")
+    if rows.empty:  # the folder exists before its first file is written
+        return {}
     return dict(zip(rows.trial_id, rows.started_at, strict=True))
 
 
