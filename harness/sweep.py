@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +46,23 @@ class SweepResult:
     compacted: int = 0  # trials whose files were merged into parts at the end
 
 
+# How a trial is run: ``harness.trial.run_trial`` unless a caller passes another
+# function of the same signature (``benchmarks/driver_scale.py`` passes one that
+# does no training, to measure the driver, Tune and the store alone).
+Runner = Callable[..., TrialOutcome]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a sweep runs, not what it runs (``run_sweep``'s keywords)."""
+
+    address: str | None = None
+    data_dir: str | None = None
+    max_failures: int = 2
+    verbose: bool = False
+    runner: Runner | None = None
+
+
 FATAL = "fatal"  # the key of a trainable's report that stops the whole sweep
 
 
@@ -55,6 +72,7 @@ def _trainable(
     fingerprints: dict[str, str],
     store: Store,
     builders: dict[str, str] | None = None,
+    runner: Runner | None = None,
 ) -> None:
     """Ray Tune's function trainable: run one trial, store it, report its summary.
 
@@ -67,13 +85,14 @@ def _trainable(
 
     from harness.trial import run_trial
 
+    run = runner or run_trial
     if builders:
         _shipped_modules_first()
     spec = TrialSpec.from_config(config["trial"])
     context = ray.get_runtime_context()
     assigned = context.get_assigned_resources()
     try:
-        outcome = run_trial(
+        outcome = run(
             spec, data[spec.dataset], cpus=assigned.get("CPU", 1.0), gpus=assigned.get("GPU", 0.0)
         )
         where = {
@@ -311,8 +330,10 @@ def run_sweep(
     data_dir: str | None = None,
     max_failures: int = 2,
     verbose: bool = False,
+    runner: Runner | None = None,
 ) -> SweepResult:
-    """Run every trial of ``grid`` not already stored in ``out``."""
+    """Run every trial of ``grid`` not already stored in ``out``. ``runner``:
+    how each trial runs (``harness.trial.run_trial`` when None; see ``Runner``)."""
     started = time.monotonic()
     trials = grid.expand()
     if ray_address(address) and "://" not in out:
@@ -325,9 +346,8 @@ def run_sweep(
         # in a child process while data loads and Ray starts (harness.optcheck)
         check = BackgroundCheck.start(grid)
         try:
-            return _run_locked(
-                grid, store, trials, check, started, address, data_dir, max_failures, verbose
-            )
+            options = RunOptions(address, data_dir, max_failures, verbose, runner)
+            return _run_locked(grid, store, trials, check, started, options)
         finally:
             check.close()
 
@@ -338,11 +358,9 @@ def _run_locked(
     trials: list[TrialSpec],
     check: BackgroundCheck,
     started: float,
-    address: str | None,
-    data_dir: str | None,
-    max_failures: int,
-    verbose: bool,
+    options: RunOptions,
 ) -> SweepResult:
+    address, data_dir, verbose = options.address, options.data_dir, options.verbose
     finished = store.finished()
     pending = [t for t in trials if t.trial_id not in finished]
     stored = len(trials) - len(pending)
@@ -378,6 +396,7 @@ def _run_locked(
                 fingerprints=fingerprints,
                 store=store,
                 builders=builders,
+                runner=options.runner,
             ),
             {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
         )
@@ -408,7 +427,7 @@ def _run_locked(
                     verbose=0,
                     callbacks=[progress],
                     stop=fatal,
-                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                    failure_config=tune.FailureConfig(max_failures=options.max_failures),
                 ),
             )
             try:
