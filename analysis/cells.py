@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.labels import labelled
 from harness.records import STATUSES, TrialStatus
+from harness.specs import SETUP_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +30,80 @@ CELL = [*SERIES, "lr"]
 MIN_SUCCESS = 0.5
 BAND_COLUMNS = ["n_lrs", "n_success_lrs", "lr_low", "lr_high", "decades", "holes"]
 _BEST_COLUMNS = ["best_lr", "best_time_s", "best_steps", "best_success_rate"]
+
+
+# The columns that make a stored trial's series in the frontier guard's sense
+# (harness.frontier): every field of its trial id but the LR, within one source
+GUARD_SERIES = [
+    "source",
+    *(f for f in SETUP_FIELDS if f != "sweep"),
+    "schedule",
+    "target_metric",
+    "target_acc",
+    "budget_s",
+    "max_epochs",
+]
+
+
+def guard_series(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's series id in the frontier guard's sense (``GUARD_SERIES``;
+    each seed its own series), as text."""
+    import pandas as pd
+
+    present = [c for c in GUARD_SERIES if c in trials.columns]
+    keys = ["|".join(map(str, row)) for row in trials[present].itertuples(index=False)]
+    return pd.Series(keys, index=trials.index, dtype=object)
+
+
+def guard_view(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per source: what the frontier guard did and what it rests on. Trials it
+    ``rechecked`` (and how many of them reached; the seconds their pruned first
+    runs cost), pruned trials in series with no reached cell (``unguarded``:
+    their verdicts rest on the pruning rule alone), and the ``holes`` its
+    assumption of one band per series meets (a failing cell between two
+    reached cells of one series)."""
+    import pandas as pd
+
+    from harness.frontier import Cell, unguarded
+
+    df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
+    df = df[df["status"] != TrialStatus.ERROR.value]
+    rechecked = df["rechecked"].fillna(False).astype(bool) if "rechecked" in df else False
+    df = df.assign(
+        guard_series=guard_series(df), is_rechecked=rechecked, is_pruned=pruned_flags(df)
+    )
+    rows = []
+    for source, g in df.groupby("source", sort=False):
+        cells = [
+            Cell(*cell)
+            for cell in zip(
+                g["trial_id"], g["guard_series"], g["lr"], g["status"], g["is_pruned"], strict=True
+            )
+        ]
+        alone = unguarded(cells)
+        again = g[g["is_rechecked"]]
+        rows.append(
+            {
+                "source": source,
+                "rechecked": len(again),
+                "rechecked_reached": int((again["status"] == TrialStatus.REACHED.value).sum()),
+                "recheck_first_runs_s": float(again["pruned_at_s"].fillna(0.0).sum()),
+                "unguarded_series": len(alone),
+                "unguarded_pruned": sum(alone.values()),
+                "holes": sum(_holes(s) for _, s in g.groupby("guard_series", sort=False)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _holes(series: pd.DataFrame) -> int:
+    """Failing LRs between the lowest and the highest reached LR of one series."""
+    ladder = series.sort_values("lr")
+    reached = (ladder["status"] == TrialStatus.REACHED.value).to_numpy()
+    if not reached.any():
+        return 0
+    first, last = reached.argmax(), len(reached) - 1 - reached[::-1].argmax()
+    return int((~reached[first : last + 1]).sum())
 
 
 def with_plot_values(trials: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,8 @@
 """``lrbench replay``: what a pruning rule would have done to a sweep that ran
 unpruned, decided by the same function the live stop rule calls
-(``harness.pruning.prune_check``) on every prefix of each stored curve.
+(``harness.pruning.prune_check``) on every prefix of each stored curve; and,
+with ``guard``, what the frontier guard would then have run again in full,
+decided by the same function the live sweep calls (``harness.frontier.frontier``).
 
 Pure: the trials and curves DataFrames of ``analysis.load`` in, tidy frames out.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from analysis.cells import guard_series
+from harness.frontier import Cell, frontier
 from harness.pruning import prune_check
 from harness.records import CurvePoint, TrialStatus
 from harness.specs import StopRule
@@ -41,13 +45,21 @@ def _points(curve: pd.DataFrame) -> list[CurvePoint]:
 
 
 def replay(
-    trials: pd.DataFrame, curves: pd.DataFrame, rules: dict[str, StopRule], prune: str
+    trials: pd.DataFrame,
+    curves: pd.DataFrame,
+    rules: dict[str, StopRule],
+    prune: str,
+    guard: bool = False,
 ) -> pd.DataFrame:
     """Per finished trial: its stored status, the status under the ``prune``
     rule, where the rule pruned it (step, seconds, the bound's margin below the
     target) and the training seconds it saves (stored ``train_s`` less the
     seconds at the prune). A trial is pruned at the first check, before its last,
-    where ``prune_check`` says so; its verdict becomes ``budget``."""
+    where ``prune_check`` says so; its verdict becomes ``budget``.
+
+    With ``guard``, the frontier guard follows: each pruned trial it finds next
+    to a reached cell is ``rechecked``, takes its stored (full-run) verdict
+    back, and its pruned first run's seconds count as spent, not saved."""
     import numpy as np
     import pandas as pd
 
@@ -77,9 +89,35 @@ def replay(
                 "margin": decision.margin if decision else np.nan,
                 "train_s": float(t.train_s),
                 "saved_s": float(t.train_s) - decision.elapsed_s if decision else 0.0,
+                "rechecked": False,
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if len(out):
+        done = trials[trials["status"] != ERROR]
+        out["series"] = guard_series(done).to_numpy()
+    if guard and len(out):
+        out = guarded(out)
+    return out.drop(columns="series") if "series" in out else out
+
+
+def guarded(replayed: pd.DataFrame) -> pd.DataFrame:
+    """``replay``'s rows after the frontier guard: ``frontier`` is asked again
+    after each round of rechecks (a recheck that reaches uncovers its own
+    neighbour) until it finds none."""
+    df = replayed.copy()
+    while True:
+        cells = [
+            Cell(r.trial_id, r.series, r.lr, r.replayed, r.pruned)
+            for r in df.itertuples(index=False)
+        ]
+        found = df["trial_id"].isin(frontier(cells))
+        if not found.any():
+            return df
+        df.loc[found, "replayed"] = df.loc[found, "status"]
+        df.loc[found, "pruned"] = False
+        df.loc[found, "rechecked"] = True
+        df.loc[found, "saved_s"] = -df.loc[found, "pruned_at_s"]  # the first run, spent
 
 
 def replace_stop(rule: StopRule, trial: Any) -> StopRule:
@@ -96,7 +134,7 @@ def replace_stop(rule: StopRule, trial: Any) -> StopRule:
     )
 
 
-def replay_summary(replayed: pd.DataFrame, prune: str) -> dict[str, Any]:
+def replay_summary(replayed: pd.DataFrame, prune: str, guard: bool = False) -> dict[str, Any]:
     """One rule's replay in numbers: trials that keep their verdict, reached
     trials lost, training seconds saved in all and on budget trials, and the
     smallest and largest margin the pruning relied on."""
@@ -105,13 +143,17 @@ def replay_summary(replayed: pd.DataFrame, prune: str) -> dict[str, Any]:
     total_s, budget_s = float(replayed["train_s"].sum()), float(budget["train_s"].sum())
     saved, saved_budget = float(replayed["saved_s"].sum()), float(budget["saved_s"].sum())
     margins = replayed["margin"].dropna()
+    rechecked = replayed["rechecked"].astype(bool)
     return {
         "rule": prune,
+        "guard": guard,
+        "rechecks": int(rechecked.sum()),
+        "rechecks_reached": int((rechecked & (replayed["status"] == REACHED)).sum()),
         "trials": len(replayed),
         "kept": len(replayed) - len(changed),
         "agreement": (len(replayed) - len(changed)) / len(replayed) if len(replayed) else 1.0,
         "reached_lost": int((changed["status"] == REACHED).sum()),
-        "pruned": int(replayed["pruned"].sum()),
+        "pruned": int(replayed["pruned"].sum()),  # after the guard: pruned for good
         "train_s": total_s,
         "saved_s": saved,
         "saved_share": saved / total_s if total_s else 0.0,
@@ -130,14 +172,20 @@ def replay_lines(summary: dict[str, Any]) -> list[str]:
     from analysis.labels import fmt_lr
 
     s = summary
+    name = f"{s['rule']} + frontier guard" if s["guard"] else f"{s['rule']} alone"
     lines = [
-        f"rule {s['rule']}: {s['kept']} of {s['trials']} trials keep their verdict "
+        f"rule {name}: {s['kept']} of {s['trials']} trials keep their verdict "
         f"({s['agreement']:.1%}); {s['reached_lost']} that reached the target would be cut; "
         f"{s['pruned']} pruned",
         f"  training seconds saved: {s['saved_s']:.1f} of {s['train_s']:.1f} s "
         f"({s['saved_share']:.0%}); on budget trials {s['budget_saved_s']:.1f} of "
         f"{s['budget_train_s']:.1f} s ({s['budget_saved_share']:.0%})",
     ]
+    if s["guard"]:
+        lines.append(
+            f"  re-runs: {s['rechecks']} pruned trials next to a reached cell run again in "
+            f"full ({s['rechecks_reached']} of them reach the target)"
+        )
     if s["pruned"]:
         lines.append(
             f"  margin the pruning relied on (target - bound): smallest {s['margin_min']:.3f}, "

@@ -55,8 +55,9 @@ def build_tables(results: Results, min_success: float = MIN_SUCCESS) -> dict[str
         "cells": cells,
     }
     saved = T.compute_saved(trials)
-    if int(saved["pruned"].sum()):
+    if int(saved["pruned"].sum()) or int(saved["rechecked"].sum()):
         built["compute_saved"] = saved
+        built["guard"] = C.guard_view(trials)
     if len(results.sources) > 1:
         built["compare"] = T.compare_sources(built["optimizers"], built["summary"], trials)
     conditions = T.run_conditions(trials)

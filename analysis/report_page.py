@@ -250,8 +250,9 @@ def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:
     saved = built["compute_saved"]
     import pandas as pd
 
+    guard = built["guard"].set_index("source")
     lines = []
-    for row in saved[saved["pruned"] > 0].itertuples(index=False):
+    for row in saved[(saved["pruned"] > 0) | (saved["rechecked"] > 0)].itertuples(index=False):
         where = f" in {html.escape(row.source)}" if len(saved) > 1 else ""
         share = "" if pd.isna(row.saved_share) else f" ({row.saved_share:.0%} of it)"
         link = '<a href="tables/compute_saved.csv">compute_saved.csv</a>'
@@ -262,4 +263,24 @@ def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:
             f"budget trials would have trained about {row.budget_trials_estimate_s:.0f} s; "
             f"pruning saved about {row.saved_s:.0f} s{share} ({link}).</p>"
         )
+        lines.append(_guard_line(guard.loc[row.source]))
     return lines
+
+
+def _guard_line(g: pd.Series) -> str:
+    """What the frontier guard did for one source, and what it rests on."""
+    text = (
+        f"<p class='note'>Frontier guard: {int(g.rechecked)} pruned trials next to a reached "
+        f"cell ran again in full ({int(g.rechecked_reached)} of them reached the target; their "
+        f"pruned first runs cost {g.recheck_first_runs_s:.0f} s)."
+    )
+    if g.unguarded_series:
+        text += (
+            f" {int(g.unguarded_pruned)} pruned trials in {int(g.unguarded_series)} series with "
+            "no reached cell rest on the pruning rule alone."
+        )
+    text += (
+        " The guard assumes that each series' reached LRs form one band; "
+        f"{int(g.holes)} holes (a failing LR between two reached ones) seen.</p>"
+    )
+    return text

@@ -89,8 +89,9 @@ def compute_saved(trials: pd.DataFrame) -> pd.DataFrame:
     """Per source: the trials the pruning rule stopped, the training seconds
     they ran, and an estimate of the seconds their full runs would have taken:
     each to the sooner of its time budget and its ``max_epochs`` at its own
-    speed (``step_time_s``). ``saved_share`` is the saving over what all the
-    ``budget`` trials would have trained unpruned."""
+    speed (``step_time_s``). The frontier guard's rechecks count the seconds
+    of their pruned first runs as spent. ``saved_share`` is the saving over
+    what all the ``budget`` trials would have trained unpruned."""
     import numpy as np
     import pandas as pd
 
@@ -99,8 +100,12 @@ def compute_saved(trials: pd.DataFrame) -> pd.DataFrame:
     per_epoch = df["steps"].astype("float64") / df["epochs"].replace(0.0, np.nan)
     by_epochs = df["max_epochs"] * per_epoch * df["step_time_s"].astype("float64")
     full = np.fmin(df["budget_s"], by_epochs).where(pruned, df["train_s"])
+    rechecked = df["rechecked"].fillna(False).astype(bool) if "rechecked" in df else pruned & False
     frame = df.assign(
         _pruned=pruned.astype(int),
+        _rechecked=rechecked.astype(int),
+        # a rechecked trial's pruned first run: spent, on top of its full run
+        _first=df["pruned_at_s"].astype("float64").fillna(0.0).where(rechecked, 0.0),
         _ran=df["train_s"].where(pruned, 0.0),
         _full=full.where(pruned, 0.0),
         _budget_full=full.where(df["status"] == TrialStatus.BUDGET.value, 0.0),
@@ -110,13 +115,17 @@ def compute_saved(trials: pd.DataFrame) -> pd.DataFrame:
         .agg(
             trials=("trial_id", "size"),
             pruned=("_pruned", "sum"),
+            rechecked=("_rechecked", "sum"),
+            recheck_first_runs_s=("_first", "sum"),
             pruned_train_s=("_ran", "sum"),
             unpruned_estimate_s=("_full", "sum"),
             budget_trials_estimate_s=("_budget_full", "sum"),
         )
         .reset_index()
     )
-    out["saved_s"] = out["unpruned_estimate_s"] - out["pruned_train_s"]
+    out["saved_s"] = (
+        out["unpruned_estimate_s"] - out["pruned_train_s"] - out["recheck_first_runs_s"]
+    )
     out["saved_share"] = out["saved_s"] / out["budget_trials_estimate_s"].replace(0.0, np.nan)
     return pd.DataFrame(out)
 

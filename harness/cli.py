@@ -106,6 +106,11 @@ def sweep(
     say(
         f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
         f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}"
+        + (
+            f"; {result.rechecked} pruned trials next to a reached cell run again in full"
+            if result.rechecked
+            else ""
+        )
         + (f"; {result.compacted} compacted" if result.compacted else "")
     )
     if result.unfinished:
@@ -328,10 +333,11 @@ def replay(
         typer.Option(help="A pruning rule to replay (repeatable; default: every rule)."),
     ] = None,
 ) -> None:
-    """Replay pruning rules over the stored full curves of an unpruned sweep:
-    how many trials keep their verdict (every change listed), the training
-    seconds saved, and the margin each pruning relied on. The live rule and the
-    replay call the same function."""
+    """Replay pruning rules over the stored full curves of an unpruned sweep,
+    each alone and then with the frontier guard: how many trials keep their
+    verdict (every change listed), the re-runs, the training seconds saved, and
+    the margin each pruning relied on. The live sweep and the replay call the
+    same functions."""
     from analysis.load import load_results
     from analysis.replay import replay as replay_rule
     from analysis.replay import replay_lines, replay_summary, stop_rules
@@ -353,9 +359,10 @@ def replay(
         )
     stops = stop_rules(loaded.manifests)
     for rule in rules:
-        summary = replay_summary(replay_rule(loaded.trials, loaded.curves, stops, rule), rule)
-        for line in replay_lines(summary):
-            say(line)
+        for guard in (False, True):
+            replayed = replay_rule(loaded.trials, loaded.curves, stops, rule, guard=guard)
+            for line in replay_lines(replay_summary(replayed, rule, guard)):
+                say(line)
 
 
 app.command()(nightly)

@@ -86,7 +86,7 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         f"stop        {stop.metric} accuracy >= {stop.target:g}"
         + (f" (window {stop.window} steps)" if stop.metric == "recent" else "")
         + f", budget {stop.budget_s:g}s, max {stop.max_epochs} epochs"
-        + (f", pruning {stop.prune}" if stop.prune else ""),
+        + (f", pruning {stop.prune} with the frontier guard" if stop.prune else ""),
         f"resources   {res.cpus:g} cpu, {res.gpus:g} gpu per trial",
         f"trials      {len(trials)}",
     ]

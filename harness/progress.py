@@ -56,6 +56,14 @@ class SweepProgress(Callback):
                 "sweep", total=self.total, completed=self.done, counts=self._text()
             )
 
+    def grow(self, n: int) -> None:
+        """Count ``n`` more trials to run (the frontier guard's rechecks)."""
+        if n <= 0:
+            return
+        self.total += n
+        if self._progress is not None:
+            self._progress.update(self._task, total=self.total)
+
     def record(self, status: str, what: str) -> None:
         """Count one finished trial and redraw."""
         self.done += 1

@@ -97,8 +97,13 @@ class TrialRecord(Setup):
     step_time_s: float | None = None  # median training seconds per step
     reused: bool = False  # trained a model compiled by an earlier trial (harness.reuse)
     pruned: bool = False  # stopped early by the pruning rule (status budget)
-    pruned_at_s: float | None = None  # its training seconds then
+    # where the pruning rule stopped it: its training seconds and step then (for
+    # a rechecked trial, where its first, pruned run stopped)
+    pruned_at_s: float | None = None
     pruned_at_step: int | None = None
+    # pruned first, then run again in full by the frontier guard (next to a
+    # reached cell: harness.frontier); the row is the full run's
+    rechecked: bool = False
     final_train_acc: float | None = None
     best_train_acc: float | None = None
     final_val_acc: float | None = None
@@ -165,6 +170,9 @@ class TrialOutcome:
             "time_to_target_s": r.time_to_target_s if r.time_to_target_s is not None else -1.0,
             "steps": r.steps,
             "wall_s": r.wall_s,
+            "pruned": r.pruned,
+            "pruned_at_s": r.pruned_at_s if r.pruned_at_s is not None else -1.0,
+            "pruned_at_step": r.pruned_at_step if r.pruned_at_step is not None else -1,
         }
 
 

@@ -31,6 +31,12 @@ the same curves, for a model with BatchNorm and Dropout too.
 The cache holds one model and lives only as long as the Keras session that
 built it: ``clear_session`` (run before every fresh build, see
 ``harness.trial``) invalidates it, so ``take`` drops it before that happens.
+
+The same reset serves a fresh trial too: ``harness.trial`` runs a fresh model
+once on each batch shape before its clock starts (so that no shape's trace or
+XLA compile is timed) and then resets it with ``reset``. So the cache also
+keeps a fresh model that will not be reused (one with an LR schedule) as long
+as its step is Keras' own (``resettable``); ``take`` never hands that one out.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ class _Start:
 
 @dataclass
 class _Entry:
-    key: str
+    key: str | None  # None: kept only for ``reset``, never taken (see ``keep``)
     model: Any  # the compiled keras.Model
     optimizer: list[np.ndarray]  # optimizer.variables before the first update
     starts: dict[int, _Start] = field(default_factory=dict)
@@ -96,20 +102,29 @@ class ModelCache:
 
         Builds the optimizer's variables now (what ``fit`` would do first) so
         that their initial values can be kept. Call it right after the build,
-        with the RNGs where the build left them.
+        with the RNGs where the build left them. A model whose step is Keras'
+        own is kept even when ``spec`` cannot be reused (an LR schedule), so
+        that ``reset`` can return it to this state after the warm-up; ``take``
+        hands out only a reusable one.
         """
-        key = reuse_key(spec)
-        if key is None or not reusable(model):
+        if not reusable(model):
             self._entry = None
             return
         model.optimizer.build(model.trainable_variables)
-        self._entry = _Entry(key, model, _values(model.optimizer.variables))
+        self._entry = _Entry(reuse_key(spec), model, _values(model.optimizer.variables))
         self._entry.starts[spec.seed] = _capture(model)
+
+    def resettable(self, model: Any) -> bool:
+        """True when ``model`` is the kept one, so ``reset`` can restore it."""
+        return self._entry is not None and self._entry.model is model
 
     def reset(self, spec: TrialSpec, model: Any, build: Callable[[], Any]) -> None:
         """Seed the RNGs for ``spec`` and put the cached ``model`` in the state a
         fresh build for it starts from. ``build()`` builds a fresh model of the
-        same setup (used once per new seed, with the RNGs seeded for it)."""
+        same setup (used once per new seed, with the RNGs seeded for it). The
+        learning rate is set to ``spec.lr`` when it is constant; a schedule is
+        a function of the optimizer's iteration count, reset with its other
+        variables."""
         entry = self._entry
         assert entry is not None and entry.model is model
         start = entry.starts.get(spec.seed)
@@ -130,7 +145,8 @@ class ModelCache:
             variable.assign(value)
         for variable, value in zip(model.optimizer.variables, entry.optimizer, strict=True):
             variable.assign(value)
-        model.optimizer.learning_rate = float(spec.lr)
+        if is_constant(spec.schedule):
+            model.optimizer.learning_rate = float(spec.lr)
         model.reset_metrics()
         random.setstate(start.python_rng)
         np.random.set_state(start.numpy_rng)

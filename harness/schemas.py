@@ -22,7 +22,7 @@ SCHEMA_METADATA_KEY = b"lrbench.schema"
 # The results schema this lrbench writes. Bump it with every change of columns.
 # A column added later is read as null from an older file (ADDED_IN); a removed,
 # renamed or retyped column makes the older file unreadable, and the reader says so.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 ADDED_IN = {
     "lr_source": 2,
     "step_time_s": 2,
@@ -38,6 +38,7 @@ ADDED_IN = {
     "input_shape": 6,
     "num_classes": 6,
     "builder_fingerprint": 6,
+    "rechecked": 7,
 }
 
 

@@ -234,6 +234,48 @@ class Store(Location):
         error = TrialStatus.ERROR.value
         return {i: s for i, s in zip(ids, statuses, strict=True) if s != error}
 
+    def verdicts(self) -> pd.DataFrame:
+        """The frontier guard's view of the stored trials: id, status, and
+        whether and where the pruning rule stopped each (``harness.frontier``)."""
+        columns = ["trial_id", "status", "pruned", "pruned_at_s", "pruned_at_step"]
+        df = to_pandas(self._read(TRIALS, trials_schema(), columns))
+        df["pruned"] = df["pruned"].fillna(False).astype(bool)  # before schema 5
+        return df
+
+    def release(self, ids: list[str] | set[str]) -> int:
+        """Take the trials ``ids`` out of the compacted parts that hold them,
+        back into per-trial files, so that a rerun of the trial (the frontier
+        guard's recheck) replaces its row. Returns how many were released.
+
+        Safe to kill at any point: each trial's files are written first (while
+        the part holds them too, readers take the part's equal rows), then each
+        part is rewritten without them, curves first, in one atomic replace."""
+        wanted = set(ids)
+        released = 0
+        grid = self.grid_json or (self.read_manifest() or {}).get("grid") or {}
+        meta = metadata(grid)
+        for name in self._parts(TRIALS):
+            held = (self._ids_in(TRIALS, name) or set()) & wanted
+            if not held:
+                continue
+            parts = {
+                folder: self.read_dataset(folder, schema, keep=name.__eq__).replace_schema_metadata(
+                    meta
+                )
+                for folder, schema in ((CURVES, curves_schema()), (TRIALS, trials_schema()))
+            }
+            for rid in sorted(held):
+                for folder in (CURVES, TRIALS):
+                    table = parts[folder]
+                    rows = table.filter(_ids_mask(table, {rid}))
+                    self.write_parquet(f"{folder}/{rid}.parquet", rows)
+            for folder in (CURVES, TRIALS):
+                table = parts[folder]
+                rest = table.filter(_ids_mask(table, held, keep=False))
+                self.write_parquet(f"{folder}/{name}", rest)
+            released += len(held)
+        return released
+
     # -- compacted files
     def _read(self, folder: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
         """``folder``'s rows, each once: its compacted parts, and the per-trial
@@ -342,6 +384,16 @@ class Compaction:
     trials: int  # trials merged into parts now
     parts: int  # parts written (each a curves file and a trials file)
     removed: int  # per-trial files removed
+
+
+def _ids_mask(table: pa.Table, ids: set[str], keep: bool = True) -> pa.Array:
+    """A row mask of ``table``: its rows of the trials ``ids`` (or, ``keep``
+    False, every other row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = pc.is_in(table.column("trial_id"), value_set=pa.array(sorted(ids), pa.string()))
+    return mask if keep else pc.invert(mask)
 
 
 def is_part(name: str) -> bool:

@@ -15,12 +15,13 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from harness import sysinfo, userref
 from harness.data import Dataset, load_grid_data
 from harness.errors import FatalError, GridError, LrbenchError, one_line
+from harness.frontier import Cell, Guard, Recheck, series_of
 from harness.models import DataShape
 from harness.optcheck import BackgroundCheck
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
@@ -30,6 +31,10 @@ from harness.store import Store
 # Environment for trial workers: quiet TensorFlow, and TensorFlow's GPU memory
 # growth so trials sharing a GPU don't each grab all of it.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+# Tune's limit on trials created ahead of a free worker, when the user set one
+_USER_PENDING = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class SweepResult:
     unfinished: int = 0  # trials of the grid with no finished record
     wall_s: float = 0.0
     compacted: int = 0  # trials whose files were merged into parts at the end
+    rechecked: int = 0  # pruned trials the frontier guard ran again in full
 
 
 # How a trial is run: ``harness.trial.run_trial`` unless a caller passes another
@@ -89,6 +95,7 @@ def _trainable(
     if builders:
         _shipped_modules_first()
     spec = TrialSpec.from_config(config["trial"])
+    recheck = config.get("recheck")  # the frontier guard's full rerun of a pruned trial
     context = ray.get_runtime_context()
     assigned = context.get_assigned_resources()
     try:
@@ -100,6 +107,7 @@ def _trainable(
             "node_ip": ray.util.get_node_ip_address(),
             "data_fingerprint": fingerprints[spec.dataset],
             "builder_fingerprint": (builders or {}).get(spec.builder, ""),
+            **({"rechecked": True, **recheck} if recheck is not None else {}),
         }
         outcome = replace(outcome, record=replace(outcome.record, **where))
         try:
@@ -145,6 +153,63 @@ def _fatal_stopper() -> Any:
             return self.message is not None
 
     return _FatalStop()
+
+
+def _guard_search(guard: Guard, progress: Any) -> Any:
+    """A Ray Tune searcher that hands out the trials of ``guard`` (the grid's
+    pending trials, then the frontier guard's rechecks as each series
+    finishes) and tells it how each ended; ``progress`` grows with the rechecks."""
+    from ray.tune.search import Searcher
+
+    class _GuardSearch(Searcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ours: dict[str, str] = {}  # Tune's trial id -> lrbench's
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if guard.finished:
+                return Searcher.FINISHED
+            picked = guard.next()
+            if picked is None:
+                return None  # waiting for a series to finish
+            spec, recheck = picked
+            self.ours[trial_id] = spec.trial_id
+            return {"trial": spec.to_config(), "recheck": asdict(recheck) if recheck else None}
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            ours = self.ours.pop(trial_id, None)
+            if ours is None:
+                return
+            before = guard.rechecks
+            result = result or {}
+            status = TrialStatus.ERROR.value if error else result.get("status", "error")
+            pruned = None
+            if result.get("pruned"):
+                pruned = Recheck(result["pruned_at_s"], int(result["pruned_at_step"]))
+            guard.done(ours, status, pruned)
+            progress.grow(guard.rechecks - before)
+
+    return _GuardSearch()
+
+
+def stored_cells(
+    trials: Sequence[TrialSpec], store: Store
+) -> tuple[dict[str, Cell], dict[str, Recheck]]:
+    """The frontier guard's view of the grid's stored trials: their cells (all
+    but ``error`` rows, which run again) and where the pruned ones stopped."""
+    rows = store.verdicts()
+    specs = {t.trial_id: t for t in trials}
+    rows = rows[rows["trial_id"].isin(specs.keys()) & (rows["status"] != TrialStatus.ERROR.value)]
+    cells, pruned_at = {}, {}
+    for row in rows.itertuples(index=False):
+        spec = specs[row.trial_id]
+        cells[row.trial_id] = Cell(row.trial_id, series_of(spec), spec.lr, row.status, row.pruned)
+        if row.pruned:
+            step = None if row.pruned_at_step != row.pruned_at_step else int(row.pruned_at_step)
+            pruned_at[row.trial_id] = Recheck(row.pruned_at_s, step)
+    return cells, pruned_at
 
 
 def ray_address(address: str | None) -> str | None:
@@ -311,6 +376,17 @@ def check_resources(grid: GridSpec) -> None:
             )
 
 
+def trial_slots(grid: GridSpec) -> int:
+    """How many of ``grid``'s trials the live Ray cluster runs at once (at least 1)."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = total.get("CPU", 1.0) / grid.resources.cpus if grid.resources.cpus else 1.0
+    if grid.resources.gpus:
+        slots = min(slots, total.get("GPU", 0.0) / grid.resources.gpus)
+    return max(1, int(slots))
+
+
 def _cluster_info() -> dict[str, Any]:
     import ray
 
@@ -361,14 +437,18 @@ def _run_locked(
     options: RunOptions,
 ) -> SweepResult:
     address, data_dir, verbose = options.address, options.data_dir, options.verbose
-    finished = store.finished()
-    pending = [t for t in trials if t.trial_id not in finished]
-    stored = len(trials) - len(pending)
-    if not pending:
+    cells, pruned_at = stored_cells(trials, store)
+    # the grid's pending trials, then the rechecks of the frontier guard; a
+    # stored pruned trial that a grown grid (or an interrupted guard) puts on
+    # the frontier is released from its compacted part here, before Ray starts
+    guard = Guard(trials, cells, pruned_at, release=store.release)
+    stored = len(cells)
+    if guard.finished:
         return _compacted(store, _result(store, trials, stored, 0, started))
+    pending = [t for t in trials if t.trial_id not in cells]
 
     builders = builder_fingerprints(grid)
-    data = load_grid_data(grid, {t.dataset for t in pending}, data_dir)
+    data = load_grid_data(grid, {t.dataset for t in guard.queued()}, data_dir)
     check_data(grid, data)
     fingerprints = {name: d.fingerprint() for name, d in data.items()}
     check_unchanged(grid, store, fingerprints, builders)
@@ -380,6 +460,9 @@ def _run_locked(
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables
+    # Tune's own experiment snapshots (every trial's state, ~6.5 KB each) are
+    # thrown away with its temporary folder: take one every 10 minutes at most
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "600")
     started_ray = init_ray(address, verbose, shipped_modules(grid))
     try:
         from ray import tune
@@ -387,7 +470,14 @@ def _run_locked(
         from harness.progress import SweepProgress
 
         check_resources(grid)
-        progress = SweepProgress(len(trials), stored, Counter(finished.values()))
+        # the searcher hands out trials one by one (no copy of the grid per
+        # trial, as tune.grid_search makes); let Tune keep as many pending as
+        # the cluster can run at once, so that every worker starts without
+        # waiting for the next trial to be created
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING or str(trial_slots(grid))
+        progress = SweepProgress(
+            len(trials) + guard.rechecks, stored, Counter(c.status for c in cells.values())
+        )
         fatal = _fatal_stopper()
         trainable = tune.with_resources(
             tune.with_parameters(
@@ -412,15 +502,16 @@ def _run_locked(
                 "versions": sysinfo.versions(),
                 "address": ray_address(address),
                 "trials": len(trials),
-                "pending": len(pending),
+                "pending": guard.pending,
                 **_cluster_info(),
             },
         )
         with tempfile.TemporaryDirectory(prefix="lrbench-tune-") as tune_dir:
             tuner = tune.Tuner(
                 trainable,
-                param_space={"trial": tune.grid_search([t.to_config() for t in pending])},
-                tune_config=tune.TuneConfig(reuse_actors=True),
+                tune_config=tune.TuneConfig(
+                    reuse_actors=True, search_alg=_guard_search(guard, progress), num_samples=-1
+                ),
                 run_config=tune.RunConfig(
                     name=f"lrbench-{grid.name}",
                     storage_path=tune_dir,
@@ -445,7 +536,9 @@ def _run_locked(
             import ray
 
             ray.shutdown()
-    result = _result(store, trials, stored, len(pending), started)
+    result = replace(
+        _result(store, trials, stored, len(pending), started), rechecked=guard.rechecks
+    )
     store.close_run(result.wall_s, result.counts)
     return _compacted(store, result)
 
@@ -461,10 +554,11 @@ def _compacted(store: Store, result: SweepResult) -> SweepResult:
 def _record_worker_failures(store: Store, results: Any) -> None:
     """Store an ``error`` row for each trial Ray gave up on (its worker died) and
     that has no row of its own; a rerun retries it."""
+    failed = [r for r in results if r.error is not None]
+    if not failed:
+        return
     stored = set(store.read_trials()["trial_id"])
-    for result in results:
-        if result.error is None:
-            continue
+    for result in failed:
         spec = TrialSpec.from_config(result.config["trial"])
         if spec.trial_id in stored:
             continue

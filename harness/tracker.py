@@ -17,6 +17,14 @@ The clock starts at the end of the first step (``startup_s`` is everything
 before it) and pauses while validating (``val_s``). With the ``val`` metric
 every check validates (each ``val_every`` steps) and the target is read off
 the validation accuracy, as AlgoPerf's time to a validation target is.
+
+A step ends when its loss and accuracy are on the host: the clock is read
+after they are converted to Python floats (on a GPU, the step may still run
+after Keras hands back its result). A trial whose model could not be run on
+each batch shape before ``fit`` (``warmed=False``, see ``harness.trial``)
+has its first step of the short last batch (when the training set is not a
+multiple of the batch size) timed apart: it traces or compiles the step for
+that shape, so it counts in ``startup_s``, not on the clock.
 """
 
 from __future__ import annotations
@@ -44,6 +52,12 @@ def default_check_every(per_epoch: int) -> int:
     return max(1, per_epoch // 10)
 
 
+def on_host(logs: dict[str, Any]) -> dict[str, Any]:
+    """``logs`` with its ``loss`` and ``acc`` as Python floats: reading a
+    device tensor waits until the step that computed it has finished."""
+    return {**logs, **{k: float(logs[k]) for k in ("loss", "acc") if k in logs}}
+
+
 @dataclass
 class _Totals:
     """Cumulative counts at a check, for windowed differences."""
@@ -61,6 +75,9 @@ class StopTracker:
     since the epoch began) and return True when training must stop; ``status``
     then says why. ``validate()`` returns the validation accuracy (timed
     apart); ``clock()`` returns seconds (``time.perf_counter`` by default).
+    ``warmed`` says whether the model already ran on every batch shape before
+    training; when it did not, the first short batch's step is timed apart
+    (``untimed_step``; its seconds go to ``startup_s``).
     """
 
     def __init__(
@@ -70,11 +87,17 @@ class StopTracker:
         trial_start: float,
         validate: Callable[[], float],
         clock: Callable[[], float] = time.perf_counter,
+        warmed: bool = True,
     ) -> None:
         self.spec, self.rule, self.n_train = spec, spec.stop, n_train
         self.trial_id = spec.trial_id
         self.trial_start, self._validate, self.clock = trial_start, validate, clock
         self.per_epoch = steps_per_epoch(n_train, spec.batch_size)
+        # the step of the first short batch (the last of epoch 1) when its
+        # shape's trace falls in training (0: none; step 1 is already untimed)
+        short = n_train % spec.batch_size != 0 and self.per_epoch > 1
+        self.untimed_step = self.per_epoch if short and not warmed else 0
+        self._before_untimed = 0.0  # the clock at the end of the step before it
         # the "val" metric validates at every check: val_every sets their interval
         val_every = self.rule.val_every if self.rule.metric == "val" else 0
         self.every = val_every or self.rule.check_every or default_check_every(self.per_epoch)
@@ -110,21 +133,29 @@ class StopTracker:
     # -- Keras' hooks
     def batch_end(self, logs: dict[str, Any]) -> bool:
         """After each update; True when training must stop."""
+        logs = on_host(logs)  # the step is over once its result is on the host
         self.step += 1
         self.epoch_batches += 1
         if self.step == 1:
             self.t0 = self.clock()
             self.startup_s = self.t0 - self.trial_start
-            self.initial_loss = float(logs["loss"])
+            self.initial_loss = logs["loss"]
             self.check(logs)
-        elif self.step % self.every == 0 or self.elapsed() >= self.rule.budget_s:
-            self.check(logs)
+        else:
+            if self.step == self.untimed_step:
+                untimed = self.clock() - self._before_untimed
+                self.startup_s += untimed
+                self.paused += untimed
+            if self.step % self.every == 0 or self.elapsed() >= self.rule.budget_s:
+                self.check(logs)
+        if self.step + 1 == self.untimed_step:
+            self._before_untimed = self.clock()
         return self.status is not None
 
     def epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:
         """After each epoch (0-based ``epoch``): validate; True when training must stop."""
         if self.curve[-1].step != self.step:
-            self.check(logs)
+            self.check(on_host(logs))
         self.epoch_base = self.checks[-1]
         self.epoch_batches = 0
         if self.status is None:
@@ -147,14 +178,15 @@ class StopTracker:
     def check(self, logs: dict[str, Any]) -> None:
         """Add a curve point at this step and apply the stop rule."""
         rule = self.rule
+        acc, loss_mean = float(logs["acc"]), float(logs["loss"])  # on the host first
         elapsed = self.elapsed()
         n = min(self.epoch_batches * self.spec.batch_size, self.n_train)
         base = self.epoch_base
         now = _Totals(
             step=self.step,
             examples=base.examples + n,
-            correct=base.correct + int(round(float(logs["acc"]) * n)),
-            loss_sum=base.loss_sum + float(logs["loss"]) * n,
+            correct=base.correct + int(round(acc * n)),
+            loss_sum=base.loss_sum + loss_mean * n,
         )
         last = self.checks[-1]
         loss = (now.loss_sum - last.loss_sum) / max(1, now.examples - last.examples)

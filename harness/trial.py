@@ -10,7 +10,23 @@ Timing. The clock starts at the end of the first training step, once the model
 is built and that step's graph is traced and compiled; everything before is
 ``startup_s``. Validation runs with the clock paused (``val_s``). So
 ``time_to_target_s`` is pure training time. The first step's update counts as
-step 1.
+step 1. A step ends when its loss and accuracy are on the host.
+
+Every batch shape compiles before the clock. When the training set is not a
+multiple of the batch size, each epoch ends with a short batch, a second
+shape. Keras traces its step once for all batch sizes (the batch dimension is
+left unknown), so without XLA the short step costs what any step costs; under
+XLA (``jit_compile``, Keras' choice on a GPU) it compiles once per shape, and
+the first short batch would compile again on the clock, about as long as the
+first step, but only in a trial that built a fresh model. So a fresh model
+under XLA with a short last batch first trains one step on a full batch and
+one on the short batch (``warm_up``, through ``fit`` itself), and is then
+reset to its fresh state (``harness.reuse``), bit for bit. A reused model was
+warmed by the fresh trial that built it (the same setup, so the same shapes).
+Either way no trial compiles on the clock, and the warm-up is in
+``startup_s``. A model whose class has its own training step cannot be reset
+exactly, so it is not warmed: its first short-batch step is timed apart
+instead (counted in ``startup_s``, see ``harness.tracker``).
 
 The target metric. At a batch end Keras' ``logs["acc"]`` is the accuracy since
 the start of the epoch. Accuracy is a count of correct examples over a count of
@@ -71,7 +87,8 @@ def configure_threads(cpus: float) -> int:
             tf.config.threading.set_intra_op_parallelism_threads(n)
             tf.config.threading.set_inter_op_parallelism_threads(n)
         except RuntimeError:  # TensorFlow already started in this process
-            n = tf.config.threading.get_intra_op_parallelism_threads() or n
+            # what it runs with: 0 is TensorFlow's default, every core
+            n = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or n
         _threads = n
     return _threads
 
@@ -173,11 +190,18 @@ def run_trial(
                 "install lrbench[gpu] there, or set [resources] gpus = 0"
             )
         data = data.head(spec.train_size)
+        # every batch shape compiled before the clock (see "Timing." above)
+        shaped, warmed = True, False
         if model is None:
             keras.utils.set_random_seed(spec.seed)
             model = build_compiled(spec, data)
             reuse.CACHE.keep(spec, model)
-        else:
+            if needs_warm_up(model, len(data.x_train), spec.batch_size):
+                warmed = shaped = reuse.CACHE.resettable(model)
+                if warmed:
+                    warm_up(model, data, spec, threads)
+        if reused or warmed:
+            # the fresh state: for a reused model, and a fresh one after its warm-up
             reuse.CACHE.reset(
                 spec,
                 model,
@@ -185,7 +209,9 @@ def run_trial(
             )
         n_params = int(model.count_params())
         validate = _val_accuracy(data)
-        tracker = StopTracker(spec, len(data.x_train), trial_start, lambda: validate(model))
+        tracker = StopTracker(
+            spec, len(data.x_train), trial_start, lambda: validate(model), warmed=shaped
+        )
         model.fit(
             make_dataset(data, spec.batch_size, spec.seed, threads, spec.loss),
             epochs=spec.stop.max_epochs,
@@ -249,6 +275,36 @@ def run_trial(
         **fields,
     )
     return TrialOutcome(record=record, curve=curve)
+
+
+def needs_warm_up(model: Any, n_train: int, batch_size: int) -> bool:
+    """True when a step on the short last batch would compile on the clock: the
+    training set is not a multiple of the batch size and the model runs under
+    XLA (``jit_compile``, Keras' choice on a GPU). Without XLA, Keras traces
+    its step once for every batch size (the batch dimension is left unknown),
+    and the short step costs what any step costs."""
+    short = n_train > batch_size and n_train % batch_size != 0
+    return short and bool(getattr(model, "jit_compile", False))
+
+
+def warm_up(model: Any, data: Dataset, spec: TrialSpec, threads: int) -> None:
+    """Train ``model`` one step on each batch shape the trial will see: a full
+    batch and, when the training set is not a multiple of the batch size, the
+    short last one (a set smaller than a batch has only that one).
+
+    It goes through ``fit`` and the trial's own input pipeline, on the first
+    examples, so the training function and iterator that ``fit`` traces and
+    (under XLA) compiles per shape are the ones the trial then uses. The
+    updates are undone by the caller (``reuse.CACHE.reset``).
+    """
+    n, batch = len(data.x_train), spec.batch_size
+    rows = min(n, batch) + (n % batch if n > batch else 0)
+    model.fit(
+        make_dataset(data.head(rows), batch, spec.seed, threads, spec.loss),
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
 
 
 def build_compiled(spec: TrialSpec, data: Dataset) -> Any:

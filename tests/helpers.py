@@ -18,7 +18,8 @@ GRID: dict[str, Any] = {
     "lr": [0.01],
     # Epochs bound every canned trial, never the clock, so verdicts do not depend on the
     # machine's speed: adam at 0.01 reaches 0.8 in about one epoch (40 steps), four allowed.
-    "stop": {"target": 0.8, "window": 20, "budget_s": 3600.0, "max_epochs": 4},
+    # Unpruned, so a hopeless trial runs to its budget (tests of pruning turn it on).
+    "stop": {"target": 0.8, "window": 20, "budget_s": 3600.0, "max_epochs": 4, "prune": False},
 }
 BASE = parse_grid(GRID, "tests/helpers.py").expand()[0]
 # a stop-rule field by its own name or by the name trial rows know it by

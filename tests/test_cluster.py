@@ -46,8 +46,9 @@ lr = {lrs}
 [stop]
 budget_s = 3600
 max_epochs = {epochs}
+prune = false
 """
-# Hopeless LRs: each trial ends as "budget" after its epochs (10 steps each).
+# Hopeless LRs, unpruned: each trial ends as "budget" after its epochs (10 steps each).
 
 
 HEAD_LOGS: dict[int, Path] = {}  # Ray Client port -> the head node's log folder

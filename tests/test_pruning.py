@@ -121,19 +121,24 @@ def test_live_pruning_keeps_verdicts_and_matches_the_replay(tmp_path, write_grid
     slow = pruned[("gd", 0.1)]
     assert slow.status == "reached" and not slow.pruned and slow.steps_to_target > 60
 
-    # the replay of the full sweep predicts exactly what the live rule did
+    # the replay of the full sweep predicts exactly what the live rule and its
+    # frontier guard did: which trials stay pruned, where, and which ran again
     from analysis.load import load_results
     from analysis.replay import replay, stop_rules
 
     loaded = load_results(str(tmp_path / "full"))
-    replayed = replay(loaded.trials, loaded.curves, stop_rules(loaded.manifests), "optimistic")
+    stops = stop_rules(loaded.manifests)
+    replayed = replay(loaded.trials, loaded.curves, stops, "optimistic", guard=True)
     predicted = {(r.optimizer, r.lr): r.pruned_at_step for r in replayed.itertuples() if r.pruned}
     live = {k: r.pruned_at_step for k, r in pruned.items() if r.pruned}
-    assert predicted == live and len(live) >= 2
+    assert predicted == live and live
+    rechecked = {(r.optimizer, r.lr) for r in replayed.itertuples() if r.rechecked}
+    assert rechecked == {k for k, r in pruned.items() if r.rechecked} and rechecked
 
     result = runner.invoke(app, ["replay", str(tmp_path / "full")])
     assert result.exit_code == 0, result.output
-    assert "rule optimistic: 6 of 6 trials keep their verdict" in result.output
+    assert "rule optimistic alone: 6 of 6 trials keep their verdict" in result.output
+    assert "rule optimistic + frontier guard: 6 of 6 trials keep their verdict" in result.output
     refused = runner.invoke(app, ["replay", str(tmp_path / "pruned")])
     assert refused.exit_code == 2 and "were pruned" in refused.output
 
@@ -142,5 +147,6 @@ def test_live_pruning_keeps_verdicts_and_matches_the_replay(tmp_path, write_grid
     assert result.exit_code == 0, result.output
     index = (tmp_path / "pruned" / "report" / "index.html").read_text()
     assert f"the pruning rule stopped {len(live)} of 6 trials" in index
+    assert f"Frontier guard: {len(rechecked)} pruned trials next to a reached cell" in index
     cells = (tmp_path / "pruned" / "report" / "tables" / "cells.csv").read_text()
     assert "n_pruned" in cells.splitlines()[0]

@@ -26,9 +26,10 @@ lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]
 [stop]
 budget_s = 3600
 max_epochs = 6
+prune = false
 """
-# Hopeless LRs: each trial ends as "budget" after its 6 epochs (240 steps, two
-# seconds or more), long enough to interrupt the sweep between trials.
+# Hopeless LRs, unpruned: each trial ends as "budget" after its 6 epochs (240
+# steps, two seconds or more), long enough to interrupt the sweep between trials.
 
 
 def _sweep(grid, out, **kwargs):

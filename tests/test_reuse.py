@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from harness.records import TrialOutcome
@@ -24,6 +25,25 @@ def fresh(spec: TrialSpec, data: object) -> TrialOutcome:
     out = run_trial(spec, data)
     assert not out.record.reused
     return out
+
+
+# Every number of a curve point but its timing (elapsed_s).
+CURVE_NUMBERS = (
+    "step",
+    "epoch",
+    "examples",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "running_acc",
+    "recent_acc",
+    "val_acc",
+)
+
+
+def numbers(out: TrialOutcome) -> list[tuple]:
+    """The curve's points without their timing, for an exact comparison."""
+    return [tuple(getattr(p, name) for name in CURVE_NUMBERS) for p in out.curve]
 
 
 def assert_same(reused: TrialOutcome, fresh: TrialOutcome) -> None:
@@ -78,6 +98,41 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one(mnist5k, setup):
     assert_same(runs[1], fresh_a)  # A after B
     assert_same(runs[2], fresh_c)  # a new seed on the reused model
     assert_same(runs[3], fresh_a)  # A after C
+
+
+@pytest.mark.slow
+def test_a_reused_model_at_another_lr_trains_bit_for_bit_like_a_fresh_one_at_that_lr(mnist5k):
+    # The record's and the curve's lr come from the spec: only the optimizer and
+    # the numbers it trains to show which rate a reused model really used.
+    slow, quick = _spec(lr=0.001), _spec(lr=0.03)  # adam: 0.03 reaches 0.8 in ~2 epochs
+    CACHE.drop()
+    first = run_trial(slow, mnist5k)
+    reused = run_trial(quick, mnist5k)
+    assert not first.record.reused and reused.record.reused
+    assert first.record.error is None and reused.record.error is None
+
+    # the cached model's own rate is the second trial's, not the first's
+    model = CACHE.take(quick)
+    assert model is not None
+    rate = np.asarray(model.optimizer.learning_rate)
+    assert rate.dtype == np.float32 and rate == np.float32(0.03), rate
+    assert int(np.asarray(model.optimizer.iterations)) == reused.record.steps
+
+    # step by step the same numbers as a fresh build at that rate, to the bit
+    at_quick = fresh(quick, mnist5k)
+    assert numbers(reused) == numbers(at_quick)
+    assert (reused.record.status, reused.record.steps) == (
+        at_quick.record.status,
+        at_quick.record.steps,
+    )
+
+    # and the two rates train clearly apart, so that comparison tells them apart: a
+    # reused model left at 0.001 would fail it from the second check on
+    pairs = list(zip(first.curve, reused.curve, strict=False))
+    assert len(pairs) >= 10 and all(p.step == q.step for p, q in pairs)
+    assert all(p.train_loss != q.train_loss for p, q in pairs[1:])
+    assert pairs[-1][1].train_loss < 0.5 * pairs[-1][0].train_loss
+    assert first.record.status.value == "budget" and reused.record.status.value == "reached"
 
 
 @pytest.mark.slow

@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from harness import trial
 from harness.errors import GridError
 from harness.grid import parse_grid
+from harness.reuse import CACHE
 from harness.schedules import (
     build_schedule,
     is_constant,
@@ -153,3 +155,72 @@ def test_a_trial_with_a_schedule_records_its_lr_in_the_curve(mnist5k, value):
     expected = [float(np.asarray(keras_schedule(p.step - 1))) for p in out.curve]
     np.testing.assert_allclose(lrs, expected, rtol=1e-5)
     assert len(set(np.round(lrs, 9))) > 2  # it did change along the way
+
+
+# 1,000 images in batches of 100 (10 steps an epoch), three epochs, and a target no
+# trial reaches: every run has the same 30 steps, checked at step 1 and every 2 steps.
+SHORT = {
+    "train_size": 1000,
+    "max_epochs": 3,
+    "budget_s": 3600,
+    "check_every": 2,
+    "target_acc": 0.99,
+}
+
+
+def numbers(out):
+    """A curve's points without their timing (elapsed_s), for an exact comparison."""
+    return [
+        (p.step, p.epoch, p.examples, p.lr, p.train_loss, p.train_acc, p.running_acc,
+         p.recent_acc, p.val_acc)
+        for p in out.curve
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_schedule_trial_after_others_follows_its_own_schedule_in_its_optimizer(
+    mnist5k, monkeypatch
+):
+    built = []  # each trial's freshly built model, to read its optimizer afterwards
+    build = trial.build_compiled
+    monkeypatch.setattr(trial, "build_compiled", lambda *a: built.append(build(*a)) or built[-1])
+    halving = parsed({"name": "step", "factor": 0.5, "steps": 10})
+    cycling = parsed({"name": "warmup", "steps": 10, "then": {"name": "cyclical", "steps": 5}})
+    constant = helpers.spec(lr=0.01, **SHORT)
+    first = helpers.spec(lr=0.01, schedule=halving, **SHORT)
+    second = helpers.spec(lr=0.03, schedule=cycling, **SHORT)
+
+    CACHE.drop()
+    runs = [run_trial(spec, mnist5k) for spec in (constant, first, second)]
+    assert [out.record.error for out in runs] == [None] * 3
+    # the constant trial's cached model is not taken: a schedule is traced into the step
+    assert [out.record.reused for out in runs] == [False] * 3 and len(built) == 3
+    assert [out.record.steps for out in runs] == [30] * 3
+
+    # each optimizer's own rate, at each check's update, is its trial's schedule's
+    for spec, out, model in zip((first, second), runs[1:], built[1:], strict=True):
+        optimizer = model.optimizer
+        assert int(np.asarray(optimizer.iterations)) == 30
+        ends = float(np.asarray(optimizer.learning_rate))  # the rate of a next step
+        assert ends == pytest.approx(schedule_lr(spec.schedule, spec.lr, 10, 30), rel=1e-5)
+        for p in out.curve:
+            t = p.step - 1  # the iteration count before that step's update
+            optimizer.iterations.assign(t)
+            own = float(np.asarray(optimizer.learning_rate))
+            assert own == pytest.approx(schedule_lr(spec.schedule, spec.lr, 10, t), rel=1e-5)
+            assert own == pytest.approx(p.lr, rel=1e-5), p.step
+    lrs = [[p.lr for p in out.curve] for out in runs]
+    assert lrs[0] == [0.01] * 16 and len(set(lrs[1])) == 3 and len(set(lrs[2])) > 5
+
+    # step by step the same numbers as a fresh run of the same trial, to the bit
+    CACHE.drop()
+    alone = run_trial(second, mnist5k)
+    assert numbers(runs[2]) == numbers(alone)
+    # and the rate paths train apart, so that comparison tells them apart: the
+    # halving one shares the constant one's first 10 steps (both at 0.01), then not
+    losses = [[p.train_loss for p in out.curve] for out in runs]
+    assert [p.step for p in runs[0].curve[:7]] == [1, 2, 4, 6, 8, 10, 12]
+    assert losses[0][:6] == losses[1][:6]
+    assert all(x != y for x, y in zip(losses[0][6:], losses[1][6:], strict=True))
+    for other in losses[:2]:
+        assert all(x != y for x, y in zip(other[1:], losses[2][1:], strict=True))

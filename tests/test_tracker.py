@@ -159,3 +159,73 @@ def test_the_val_metric_validates_every_val_every_steps_with_the_clock_paused():
     assert tracker.val_s == pytest.approx(40.0) and len(calls) == 4
     # the clock ran 8 steps of a second each after the first, validation excluded
     assert tracker.reached.elapsed_s == pytest.approx(8.0)
+
+
+def feed_steps(tracker, clock, seconds, n_train, batch=BATCH, acc=0.5, loss=1.0):
+    """Feed one step per entry of ``seconds`` (each moves the clock that much), over
+    epochs of ``n_train`` examples whose last batch may be short, with ``epoch_end``
+    after each epoch's last step; stop where the tracker says."""
+    per_epoch = -(-n_train // batch)
+    for i, spent in enumerate(seconds):
+        clock.now += spent
+        logs = {"acc": acc, "loss": loss}
+        if tracker.batch_end(logs):
+            return
+        if i % per_epoch == per_epoch - 1 and tracker.epoch_end(i // per_epoch, logs):
+            return
+
+
+def test_unwarmed_the_first_short_batch_is_timed_apart_and_counted_in_startup():
+    # 250 examples in batches of 100: steps of 100, 100 and 50 examples an epoch.
+    # The model did not run on the short batch before training, so its first step
+    # (step 3) traces it: 10 s more than a step.
+    seconds = [1.0, 1.0, 11.0, 1.0, 1.0, 1.0, 1.0]
+    spec = make_spec(check_every=1, max_epochs=3)
+
+    def run(warmed: bool) -> StopTracker:
+        clock = Clock()
+        tracker = StopTracker(spec, 250, clock.now - 2.0, lambda: 0.5, clock=clock, warmed=warmed)
+        feed_steps(tracker, clock, seconds, 250)
+        return tracker
+
+    cold, warm = run(warmed=False), run(warmed=True)
+    assert (cold.untimed_step, warm.untimed_step) == (3, 0)
+    # 2 s before the trial and step 1, then all of step 3 (its trace and its update)
+    assert cold.startup_s == pytest.approx(3.0 + 11.0)
+    assert [p.elapsed_s for p in cold.curve] == pytest.approx([0, 1, 1, 2, 3, 4, 5])
+    # the second short batch (step 6) is on the clock; warmed, the first one is too
+    assert warm.startup_s == pytest.approx(3.0)
+    assert [p.elapsed_s for p in warm.curve] == pytest.approx([0, 1, 12, 13, 14, 15, 16])
+    # a training set that is a multiple of the batch, or a single batch, has no short step
+    assert StopTracker(spec, 300, 0.0, lambda: 0.5, warmed=False).untimed_step == 0
+    assert StopTracker(spec, 50, 0.0, lambda: 0.5, warmed=False).untimed_step == 0
+
+
+class OnDevice:
+    """A log value still on the device: converting it waits for its step to finish
+    (``wait`` seconds on the clock, once per step)."""
+
+    def __init__(self, value: float, step: dict, clock: Clock, wait: float) -> None:
+        self.value, self.step, self.clock, self.wait = value, step, clock, wait
+
+    def __float__(self) -> float:
+        if not self.step["done"]:
+            self.clock.now += self.wait
+            self.step["done"] = True
+        return self.value
+
+
+def test_a_step_ends_when_its_result_is_on_the_host():
+    # each step is dispatched in 1 s and its result reaches the host 0.5 s later
+    clock = Clock()
+    tracker = tracker_for(make_spec(check_every=1), clock)
+    for _ in range(5):
+        clock.now += 1.0
+        step = {"done": False}
+        tracker.batch_end(
+            {"acc": OnDevice(0.5, step, clock, 0.5), "loss": OnDevice(1.0, step, clock, 0.5)}
+        )
+    # step 1's wait is startup (2 s before the trial, 1.5 s for the step), and each
+    # timed step is 1.5 s
+    assert tracker.startup_s == pytest.approx(3.5)
+    assert [p.elapsed_s for p in tracker.curve] == pytest.approx([0.0, 1.5, 3.0, 4.5, 6.0])

@@ -108,3 +108,20 @@ def test_the_val_metric_reaches_on_validation_accuracy_and_records_the_choice(mn
     assert record.input_shape == "[28, 28, 1]" and record.num_classes == 10
     assert spec.trial_id != helpers.reaching(target_metric="val").trial_id  # val_every counts
     assert "val_every" not in helpers.reaching().stop.id_fields()  # unset: ids as before
+
+
+def test_threads_report_what_tensorflow_runs_with_once_it_has_started():
+    """TensorFlow refuses a thread count after its first op; the count then
+    reported is what it runs with (its default: every core), not the one asked."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, tensorflow as tf\n"
+        "from harness.trial import configure_threads\n"
+        "tf.constant(1.0) + 1.0\n"
+        "print(configure_threads(1), os.cpu_count())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    reported, cores = map(int, done.stdout.split())
+    assert reported == cores
