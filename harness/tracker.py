@@ -22,9 +22,12 @@ A step ends when its loss and accuracy are on the host: the clock is read
 after they are converted to Python floats (on a GPU, the step may still run
 after Keras hands back its result). A trial whose model could not be run on
 each batch shape before ``fit`` (``warmed=False``, see ``harness.trial``)
-has its first step of the short last batch (when the training set is not a
-multiple of the batch size) timed apart: it traces or compiles the step for
-that shape, so it counts in ``startup_s``, not on the clock.
+has two steps timed apart when the training set is not a multiple of the
+batch size: the first short batch's (it compiles the step for that shape) and
+the full batch's after it (TensorFlow, having seen two shapes, traces the step
+again for any batch size, and XLA compiles that trace for the full batch once
+more). Both count in ``startup_s``, not on the clock; validation between them
+stays in ``val_s``.
 """
 
 from __future__ import annotations
@@ -76,8 +79,8 @@ class StopTracker:
     then says why. ``validate()`` returns the validation accuracy (timed
     apart); ``clock()`` returns seconds (``time.perf_counter`` by default).
     ``warmed`` says whether the model already ran on every batch shape before
-    training; when it did not, the first short batch's step is timed apart
-    (``untimed_step``; its seconds go to ``startup_s``).
+    training; when it did not, the first short batch's step and the next one
+    are timed apart (``untimed_steps``; their seconds go to ``startup_s``).
     """
 
     def __init__(
@@ -93,11 +96,14 @@ class StopTracker:
         self.trial_id = spec.trial_id
         self.trial_start, self._validate, self.clock = trial_start, validate, clock
         self.per_epoch = steps_per_epoch(n_train, spec.batch_size)
-        # the step of the first short batch (the last of epoch 1) when its
-        # shape's trace falls in training (0: none; step 1 is already untimed)
+        # the steps of the first short batch (the last of epoch 1) and of the
+        # full batch after it, when their compiles fall in training (none when
+        # the model was warmed or every batch is full; step 1 is untimed anyway)
         short = n_train % spec.batch_size != 0 and self.per_epoch > 1
-        self.untimed_step = self.per_epoch if short and not warmed else 0
-        self._before_untimed = 0.0  # the clock at the end of the step before it
+        first = self.per_epoch
+        self.untimed_steps = (first, first + 1) if short and not warmed else ()
+        # the clock and the validation seconds at the end of the step before them
+        self._before_untimed = (0.0, 0.0)
         # the "val" metric validates at every check: val_every sets their interval
         val_every = self.rule.val_every if self.rule.metric == "val" else 0
         self.every = val_every or self.rule.check_every or default_check_every(self.per_epoch)
@@ -142,14 +148,15 @@ class StopTracker:
             self.initial_loss = logs["loss"]
             self.check(logs)
         else:
-            if self.step == self.untimed_step:
-                untimed = self.clock() - self._before_untimed
+            if self.step in self.untimed_steps:
+                clock, val_s = self._before_untimed
+                untimed = self.clock() - clock - (self.val_s - val_s)
                 self.startup_s += untimed
                 self.paused += untimed
             if self.step % self.every == 0 or self.elapsed() >= self.rule.budget_s:
                 self.check(logs)
-        if self.step + 1 == self.untimed_step:
-            self._before_untimed = self.clock()
+        if self.step + 1 in self.untimed_steps:
+            self._before_untimed = (self.clock(), self.val_s)
         return self.status is not None
 
     def epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:

@@ -25,8 +25,8 @@ reset to its fresh state (``harness.reuse``), bit for bit. A reused model was
 warmed by the fresh trial that built it (the same setup, so the same shapes).
 Either way no trial compiles on the clock, and the warm-up is in
 ``startup_s``. A model whose class has its own training step cannot be reset
-exactly, so it is not warmed: its first short-batch step is timed apart
-instead (counted in ``startup_s``, see ``harness.tracker``).
+exactly, so it is not warmed: its first short-batch step, and the step after
+it, are timed apart instead (counted in ``startup_s``, see ``harness.tracker``).
 
 The target metric. At a batch end Keras' ``logs["acc"]`` is the accuracy since
 the start of the epoch. Accuracy is a count of correct examples over a count of
