@@ -199,6 +199,8 @@ def stored_cells(
 ) -> tuple[dict[str, Cell], dict[str, Recheck]]:
     """The frontier guard's view of the grid's stored trials: their cells (all
     but ``error`` rows, which run again) and where the pruned ones stopped."""
+    import pandas as pd
+
     rows = store.verdicts()
     specs = {t.trial_id: t for t in trials}
     rows = rows[rows["trial_id"].isin(specs.keys()) & (rows["status"] != TrialStatus.ERROR.value)]
@@ -207,8 +209,10 @@ def stored_cells(
         spec = specs[row.trial_id]
         cells[row.trial_id] = Cell(row.trial_id, series_of(spec), spec.lr, row.status, row.pruned)
         if row.pruned:
-            step = None if row.pruned_at_step != row.pruned_at_step else int(row.pruned_at_step)
-            pruned_at[row.trial_id] = Recheck(row.pruned_at_s, step)
+            seconds, step = row.pruned_at_s, row.pruned_at_step
+            pruned_at[row.trial_id] = Recheck(
+                None if pd.isna(seconds) else float(seconds), None if pd.isna(step) else int(step)
+            )
     return cells, pruned_at
 
 
