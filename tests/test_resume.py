@@ -25,11 +25,12 @@ optimizers = ["gd"]
 lr = [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]
 [stop]
 budget_s = 3600
-max_epochs = 6
+max_epochs = 30
 prune = false
 """
-# Hopeless LRs, unpruned: each trial ends as "budget" after its 6 epochs (240
-# steps, two seconds or more), long enough to interrupt the sweep between trials.
+# Hopeless LRs, unpruned: each trial ends as "budget" after its 30 epochs (1,200
+# steps, ten seconds or more), long enough to interrupt the sweep between trials
+# even when the second sweep's refusal takes a minute on a loaded machine.
 
 
 def _sweep(grid, out, **kwargs):
