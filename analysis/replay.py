@@ -105,13 +105,14 @@ def guarded(replayed: pd.DataFrame) -> pd.DataFrame:
     """``replay``'s rows after the frontier guard: ``frontier`` is asked again
     after each round of rechecks (a recheck that reaches uncovers its own
     neighbour) until it finds none."""
-    df = replayed.copy()
+    df = replayed.reset_index(drop=True)
     while True:
+        # cells by row (a trial id may stand in two sources)
         cells = [
-            Cell(r.trial_id, r.series, r.lr, r.replayed, r.pruned)
-            for r in df.itertuples(index=False)
+            Cell(str(i), r.series, r.lr, r.replayed, r.pruned)
+            for i, r in zip(df.index, df.itertuples(index=False), strict=True)
         ]
-        found = df["trial_id"].isin(frontier(cells))
+        found = df.index.isin([int(i) for i in frontier(cells)])
         if not found.any():
             return df
         df.loc[found, "replayed"] = df.loc[found, "status"]

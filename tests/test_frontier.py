@@ -128,3 +128,38 @@ def test_seeds_are_separate_series():
     a, b = _specs(2, seed=0), _specs(2, seed=1)
     assert series_of(a[0]) == series_of(a[1]) != series_of(b[0])
     assert series_of(replace(a[0], stop=replace(a[0].stop, prune=None))) == series_of(a[0])
+
+
+def test_the_replay_asks_the_same_frontier_until_no_new_cell_reaches():
+    """``analysis.replay.guarded``: a late starter next to the band is rechecked
+    and reaches, which puts its own pruned neighbour on the frontier; the same
+    trial id in another source is another trial."""
+    import pandas as pd
+
+    from analysis.replay import guarded
+
+    rows = []
+    for source in ("a", "b"):
+        for lr, status, pruned in (
+            (1e-3, "budget", True),
+            (1e-2, "reached", True),
+            (0.1, "reached", False),
+        ):
+            rows.append(
+                {
+                    "source": source,
+                    "trial_id": f"t{lr}",
+                    "series": source,
+                    "lr": lr,
+                    "status": status if source == "a" else "budget",
+                    "replayed": "budget" if pruned or source == "b" else status,
+                    "pruned": pruned if source == "a" else lr < 0.1,
+                    "pruned_at_s": 2.0 if pruned else float("nan"),
+                    "saved_s": 4.0 if pruned else 0.0,
+                    "rechecked": False,
+                }
+            )
+    out = guarded(pd.DataFrame(rows)).set_index(["source", "lr"])
+    assert out.loc[("a", 1e-2), "rechecked"] and out.loc[("a", 1e-2), "replayed"] == "reached"
+    assert out.loc[("a", 1e-3), "rechecked"] and out.loc[("a", 1e-3), "saved_s"] == -2.0
+    assert not out.loc["b", "rechecked"].any()  # no reached cell in b: pruned for good
