@@ -24,7 +24,7 @@ Plain Python, no Ray and no TensorFlow.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -114,14 +114,20 @@ class Guard:
             s.trial_id: stored.get(s.trial_id) or Cell(s.trial_id, series_of(s), s.lr)
             for s in specs
         }
+        self._ladders: dict[str, list[str]] = defaultdict(list)  # series -> trial ids
+        for trial_id, cell in self._cells.items():
+            self._ladders[cell.series].append(trial_id)
         self._pruned_at = dict(pruned_at)
         self._release = release
-        self._queue: list[tuple[TrialSpec, Recheck | None]] = [
+        self._queue: deque[tuple[TrialSpec, Recheck | None]] = deque(
             (s, None) for s in specs if not self._cells[s.trial_id].status
-        ]
+        )
+        # series -> its trials queued or running (a series is judged at 0)
+        self._busy: Counter[str] = Counter(self._cells[s.trial_id].series for s, _ in self._queue)
         self.rechecks = 0  # rechecks queued so far
         self._running: set[str] = set()
-        self._look()
+        for series in list(self._ladders):
+            self._look(series)
 
     # -- what runs next
     def next(self) -> tuple[TrialSpec, Recheck | None] | None:
@@ -129,7 +135,7 @@ class Guard:
         pruned), or None when nothing is ready now."""
         if not self._queue:
             return None
-        spec, recheck = self._queue.pop(0)
+        spec, recheck = self._queue.popleft()
         self._running.add(spec.trial_id)
         return spec, recheck
 
@@ -150,10 +156,11 @@ class Guard:
     def done(self, trial_id: str, status: str, pruned: Recheck | None = None) -> None:
         """A trial ended with ``status`` (``error`` when Ray gave up on it);
         ``pruned``: where the pruning rule stopped it, if it did."""
-        self._running.discard(trial_id)
-        if trial_id not in self._cells:
+        if trial_id not in self._running:
             return
+        self._running.discard(trial_id)
         cell = self._cells[trial_id]
+        self._busy[cell.series] -= 1
         if pruned is not None:
             self._pruned_at[trial_id] = pruned
         self._cells[trial_id] = replace(cell, status=status, pruned=pruned is not None)
@@ -163,17 +170,11 @@ class Guard:
         """Every trial's cell as it stands."""
         return list(self._cells.values())
 
-    def _look(self, series: str | None = None) -> None:
-        """Queue the rechecks of ``series`` (every series when None) once
-        nothing of it is queued or running."""
-        busy = {self._cells[s.trial_id].series for s, _ in self._queue} | {
-            self._cells[i].series for i in self._running
-        }
-        cells = [
-            c
-            for c in self._cells.values()
-            if (series is None or c.series == series) and c.series not in busy
-        ]
+    def _look(self, series: str) -> None:
+        """Queue the rechecks of ``series`` once nothing of it is queued or running."""
+        if self._busy[series]:
+            return
+        cells = [self._cells[i] for i in self._ladders[series]]
         found = frontier(cells)
         if not found:
             return
@@ -188,5 +189,6 @@ class Guard:
             rechecks.append((unpruned, recheck))
         # ahead of the grid's first runs: a series' verdicts settle early, and
         # the sweep does not end on a tail of rechecks
-        self._queue[:0] = rechecks
+        self._queue.extendleft(reversed(rechecks))
+        self._busy[series] += len(rechecks)
         self.rechecks += len(rechecks)
