@@ -11,7 +11,9 @@ the same command again resumes.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -135,9 +137,14 @@ def _shipped_modules_first() -> None:
     )
 
 
+# Set by Ctrl-C while Tune runs (``_catch_ctrl_c``); read by the stopper where
+# it runs, the driver (Tune pickles the stopper, so it imports this, not a copy)
+CTRL_C = {"hit": False}
+
+
 def _fatal_stopper() -> Any:
     """A Ray Tune stopper that ends the whole sweep on a trial's ``FATAL`` report
-    and keeps its message."""
+    (and keeps its message), or after Ctrl-C (``CTRL_C``)."""
     from ray.tune import Stopper
 
     class _FatalStop(Stopper):
@@ -145,14 +152,38 @@ def _fatal_stopper() -> Any:
             self.message: str | None = None
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            from harness.sweep import CTRL_C
+
             if result.get(FATAL):
                 self.message = self.message or str(result[FATAL])
-            return bool(result.get(FATAL))
+            return bool(result.get(FATAL)) or CTRL_C["hit"]
 
         def stop_all(self) -> bool:
-            return self.message is not None
+            from harness.sweep import CTRL_C
+
+            return self.message is not None or CTRL_C["hit"]
 
     return _FatalStop()
+
+
+def _catch_ctrl_c() -> Callable[[], None]:
+    """While Tune runs, Ctrl-C (SIGINT) sets ``CTRL_C`` instead of
+    raising wherever the main thread happens to be (inside Tune's loop it can be
+    lost); the stopper then ends the sweep, and ``run_sweep`` raises
+    ``KeyboardInterrupt`` once Ray is down. A second Ctrl-C raises at once.
+    Returns what restores the previous handler."""
+    CTRL_C["hit"] = False
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if CTRL_C["hit"]:
+            raise KeyboardInterrupt
+        CTRL_C["hit"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _guard_search(guard: Guard, progress: Any) -> Any:
@@ -468,6 +499,7 @@ def _run_locked(
     # thrown away with its temporary folder: take one every 10 minutes at most
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "600")
     started_ray = init_ray(address, verbose, shipped_modules(grid))
+    restore = _catch_ctrl_c()
     try:
         from ray import tune
 
@@ -536,10 +568,13 @@ def _run_locked(
             raise FatalError(message)
         _record_worker_failures(store, results)
     finally:
+        restore()
         if started_ray:
             import ray
 
             ray.shutdown()
+    if CTRL_C["hit"]:
+        raise KeyboardInterrupt
     result = replace(
         _result(store, trials, stored, len(pending), started), rechecked=guard.rechecks
     )
