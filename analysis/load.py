@@ -39,8 +39,9 @@ class Results:
 def source_labels(paths: list[str]) -> list[str]:
     """Short, distinct labels for results directories: the last path component,
     or as many trailing components as it takes to tell them apart (a URI's
-    query options, which may hold credentials, are never part of one)."""
-    bare = [p.partition("?")[0] if "://" in p else p for p in paths]  # no query options
+    query options and ``user:password@``, which hold credentials, are never part
+    of one: labels are stored in report tables and name report folders)."""
+    bare = [redact(p.partition("?")[0]) if "://" in p else p for p in paths]
     parts = [p.rstrip("/").replace("\\", "/").split("/") for p in bare]
     depth = 1
     while True:

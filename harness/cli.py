@@ -14,14 +14,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from harness.cli_common import (
+    CTRL_C_EXIT,
+    SIGTERM_EXIT,
+    SIGTERM_SEEN,
     GridArg,
     MaxTrials,
+    cannot_write,
+    check_directory,
     fail,
     failed,
     interrupted,
+    kept_trials,
     notes,
     print_tables,
     say,
+    stop_on_sigterm,
+    stopped,
 )
 from harness.cli_nightly import nightly
 from harness.errors import FatalError, LrbenchError
@@ -83,10 +91,12 @@ def sweep(
     from harness.prepare import prepare_grid
 
     target = out or "results/<grid name>"
+    spec = None
     try:
         spec = prepare_grid(grid, max_trials)
         notes(spec)
         target = out or str(Path("results") / spec.name)
+        check_directory("--out", target)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from harness.sweep import run_sweep
 
@@ -100,8 +110,11 @@ def sweep(
         )
     except LrbenchError as exc:
         raise failed(exc) from None
-    except KeyboardInterrupt:
-        raise interrupted("trials", target) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        kept = kept_trials(target) if spec is not None else None
+        raise interrupted("trials", target, exc, kept) from None
+    except OSError as exc:  # the driver's own writes: the manifest, the compaction
+        raise cannot_write(target, exc) from None
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     say(
         f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
@@ -225,6 +238,7 @@ def find_lr(
         spec = prepare_grid(grid, resolve_finder=False)
         notes(spec)
         target = out or str(Path("results") / spec.name)
+        check_directory("--out", target)
         runs = finder_runs(spec, params, optimizer, seed)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         stored = run_finders(spec, runs, target, data_dir or spec.data_dir, on_done=done)
@@ -233,8 +247,10 @@ def find_lr(
         _finder_summary(target)
     except LrbenchError as exc:
         raise failed(exc) from None
-    except KeyboardInterrupt:
-        raise interrupted("range tests", target) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted("range tests", target, exc) from None
+    except OSError as exc:
+        raise cannot_write(target, exc) from None
 
 
 def _finder_summary(target: str) -> None:
@@ -276,6 +292,7 @@ def report(
     figures and CSV/Markdown tables, and prints the per-optimizer table."""
     if not 0 < min_success <= 1:
         raise fail(f"--min-success: {min_success} is outside (0, 1]")
+    check_directory("--out", out)
     from analysis.display import display_tables
     from analysis.load import NoTrialsYet, load_results
     from analysis.report import default_out, write_report, write_waiting_report
@@ -317,10 +334,53 @@ def compact(
             done = store.compact()
     except LrbenchError as exc:
         raise failed(exc) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        # parts are written before the files they merge are removed: a stop
+        # at any point loses nothing, and the next compaction finishes the job
+        message = f"{store.shown()}: compaction stopped, nothing lost; run it again to finish"
+        raise stopped(message, exc) from None
+    except OSError as exc:
+        raise cannot_write(store.shown(), exc) from None
+    migrated = f"; {done.migrated} older files rewritten to the current schema"
     say(
         f"{store.shown()}: {done.trials} trials merged into {done.parts} "
         f"part{'' if done.parts == 1 else 's'} ({done.removed} per-trial files removed)"
+        + (migrated if done.migrated else "")
     )
+
+
+@app.command()
+def migrate(
+    results: Annotated[
+        str,
+        typer.Argument(help="Results directory or nightly history (or URI).", show_default=False),
+    ],
+) -> None:
+    """Rewrite the Parquet files an older lrbench wrote here to the current
+    results schema, so that DuckDB, polars, pandas and Spark read each folder as
+    one dataset (sweeps and `lrbench compact` do this too; see docs/results.md)."""
+    from harness.errors import StoreError
+    from harness.history import NIGHTS
+    from harness.location import Location
+    from harness.migrate import migrate as rewrite
+    from harness.store import MANIFEST, TRIALS
+
+    where = Location(results)
+    try:
+        if not any(where.has(name) for name in (MANIFEST, TRIALS, NIGHTS)):
+            raise StoreError(f"{where.shown()}: not an lrbench results directory or history")
+        with where.locked("lrbench migrate"):
+            done = rewrite(where)
+    except LrbenchError as exc:
+        raise failed(exc) from None
+    except KeyboardInterrupt as exc:  # each file is replaced atomically
+        message = f"{where.shown()}: migration stopped, nothing lost; run it again to finish"
+        raise stopped(message, exc) from None
+    except OSError as exc:
+        raise cannot_write(where.shown(), exc) from None
+    for name, why in done.skipped:
+        say(f"warning: {where.shown(name)}: {why}; left as it is", err=True)
+    say(f"{where.shown()}: {done.summary()}")
 
 
 @app.command()
@@ -387,6 +447,7 @@ def export(
     Scalars dashboards)."""
     import shlex
 
+    check_directory("--tensorboard", tensorboard)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from analysis.load import load_results
     from analysis.tensorboard_export import export_tensorboard
@@ -403,11 +464,18 @@ def export(
 
 def main() -> None:
     """Entry point of the ``lrbench`` console script."""
+    stop_on_sigterm()
     try:
         app()
     except LrbenchError as exc:  # raised outside a command's own handler
         say(f"error: {exc}", err=True)
         sys.exit(1 if isinstance(exc, FatalError) else 2)
+    except SystemExit as exc:
+        # Typer exits 130 for any KeyboardInterrupt a command does not catch
+        # itself, Terminated included: SIGTERM is 143 for every command
+        if exc.code == CTRL_C_EXIT and SIGTERM_SEEN["hit"]:
+            sys.exit(SIGTERM_EXIT)
+        raise
 
 
 if __name__ == "__main__":

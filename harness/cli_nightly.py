@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness.cli_common import fail, failed, interrupted, notes, say
+from harness.cli_common import (
+    cannot_write,
+    check_directory,
+    fail,
+    failed,
+    interrupted,
+    kept_trials,
+    notes,
+    say,
+)
 from harness.errors import LrbenchError
 from harness.location import child
 
@@ -114,6 +123,9 @@ def nightly(
             raise fail("--run picks a night to judge again: use it with --compare-only")
         if keep_runs is not None and compare_only:
             raise fail("--keep-runs prunes after tonight's run: not with --compare-only")
+        check_directory("--history", history)
+        if summary is not None:
+            check_directory("--summary", os.path.dirname(os.path.abspath(summary)))
         if grid is not None:
             run = _run_night(
                 grid, history, revision, address, data_dir, max_failures, verbose, device_class
@@ -123,8 +135,10 @@ def nightly(
         verdict = _judge_night(history, rules, run, summary)
     except LrbenchError as exc:
         raise failed(exc) from None
-    except KeyboardInterrupt:
-        raise interrupted("trials", child(history, "runs")) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        raise interrupted("trials", child(history, "runs"), exc) from None
+    except OSError as exc:  # a full disk under the history
+        raise cannot_write(child(history), exc) from None
     if verdict == "regression":
         raise typer.Exit(1)
 
@@ -146,16 +160,22 @@ def _run_night(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from harness.nightly import run_night
 
-    night = run_night(
-        spec,
-        history,
-        address=address,
-        data_dir=data_dir,
-        max_failures=max_failures,
-        verbose=verbose,
-        revision=revision,
-        device_class=device_class,
-    )
+    try:
+        night = run_night(
+            spec,
+            history,
+            address=address,
+            data_dir=data_dir,
+            max_failures=max_failures,
+            verbose=verbose,
+            revision=revision,
+            device_class=device_class,
+        )
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        out = _tonight(history, spec.digest)
+        if out is None:  # stopped before tonight's run was recorded
+            raise
+        raise interrupted("trials", out, exc, kept_trials(out)) from None
     result = night.sweep
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     say(
@@ -176,6 +196,19 @@ def _run_night(
             err=True,
         )
     return night.run_id
+
+
+def _tonight(history: str, digest: str) -> str | None:
+    """The results directory of the newest uncommitted run of the grid
+    ``digest`` (the one a stopped night was filling), if any can be read now."""
+    from harness.history import History
+
+    try:
+        store = History(history)
+        runs = [i for i in store.pending() if i.get("grid_digest") == digest]
+        return store.run_out(runs[-1]["run_id"]) if runs else None
+    except (Exception, KeyboardInterrupt):
+        return None
 
 
 def _prune(history: str, keep: int) -> None:

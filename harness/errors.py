@@ -72,3 +72,9 @@ class StoreError(LrbenchError):
 
 class FatalError(LrbenchError):
     """The sweep cannot go on: it stops at once, keeping the finished trials."""
+
+
+class StoreUnreachable(FatalError, StoreError):
+    """A results location that kept failing with I/O errors (a network fault,
+    a busy server) after being tried again: nothing was moved, so running the
+    same command later repeats nothing. Exits 1, like any ``FatalError``."""

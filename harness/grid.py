@@ -5,6 +5,12 @@ Pure: nothing is read but the file itself. ``lr = { best = DIR }`` and
 results by ``harness.prepare``. Nothing
 here imports TensorFlow or Ray, so a bad grid file is reported in well under a
 second. See ``docs/grids.md`` for the format.
+
+Credentials stop here: a DIR that is a URI with a key in it (``s3://KEY:SECRET@``,
+``?secret_key=``) is kept as given only for reading it (``BestLr.location``);
+everything shown or stored (``results``, the grid's JSON and digest, each
+trial's ``lr_source``) has them hidden. ``data_dir`` and a dataset's ``path``
+are local paths, and a URI there is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from harness import userref
 from harness.data import DATASETS
 from harness.errors import GridError
+from harness.location import redact
 from harness.models import (
     ACTIVATIONS,
     LOSSES,
@@ -193,6 +200,18 @@ def _user_name(entry: _Table, builtins: tuple[str, ...], what: str) -> str:
     return name
 
 
+def _local(table: _Table, name: str, what: str) -> str | None:
+    """A local path, as ``data_dir`` and a dataset's ``path`` are: lrbench reads
+    data from local disk only. A URI is refused, so none (nor its credentials)
+    reaches the stored grid."""
+    value = table.string(name, None)
+    if value is not None and "://" in value:
+        raise table.error(
+            name, f"must be a local {what} (data is read from local disk), got {redact(value)!r}"
+        )
+    return value
+
+
 def _one_source(top: _Table, specs: list[DatasetSpec]) -> None:
     """A dataset name given twice (say with two ``train_size``s) must name the
     same data each time: trials find their data by name."""
@@ -216,7 +235,7 @@ def _datasets(top: _Table) -> tuple[DatasetSpec, ...]:
     allowed = ("name", "train_size", "loader", "path", "num_classes")
     for i, value in enumerate(_as_list(top, "datasets", "mnist5k")):
         entry = _entry(top, "datasets", i, value, allowed)
-        loader, path = _ref(entry, "loader"), entry.string("path", None)
+        loader, path = _ref(entry, "loader"), _local(entry, "path", ".npz file")
         if loader is not None and path is not None:
             raise entry.error("path", "give a loader or a path, not both")
         if loader is None and path is None:
@@ -309,9 +328,10 @@ def _best_lr(top: _Table, value: dict[str, Any]) -> BestLr:
     if min_success > 1:
         raise table.error("min_success", f"must be in (0, 1], got {min_success:g}")
     return BestLr(
-        results=results,
+        results=redact(results),
         top_k=table.number("top_k", 1, positive=True, integer=True),
         min_success=min_success,
+        given=results,
     )
 
 
@@ -327,10 +347,11 @@ def _finder_lr(top: _Table, value: dict[str, Any]) -> FinderLr:
         raise table.error("rule", f"{rule!r} is ambiguous: {RETIRED_RULES[rule]}")
     d = FinderLr(results, rule)
     return FinderLr(
-        results=results,
+        results=redact(results),
         rule=table.string("rule", None, FINDER_RULES),
         decades=table.number("decades", d.decades, positive=True),
         num=table.number("num", d.num, minimum=1, integer=True),
+        given=results,
     )
 
 
@@ -470,7 +491,7 @@ def parse_grid(
     for loss in losses:
         if loss not in LOSSES:
             raise top.error("loss", f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
-    data_dir = top.string("data_dir", None)
+    data_dir = _local(top, "data_dir", "directory")
     lr_value = top.get("lr")
     best = isinstance(lr_value, dict) and "best" in lr_value
     finder = isinstance(lr_value, dict) and "finder" in lr_value and not best

@@ -10,7 +10,10 @@ value dropped from an axis, a dataset prepared differently (another
 ``train_size``) or a model with other keywords is refused as well: the stored
 rows would no longer be the grid's.
 
-Pure: grid JSON (as the manifest stores it) in, a ``GridChange`` out.
+Pure: grid JSON (as the manifest stores it) in, a ``GridChange`` out. Both
+sides are compared as stored, with the credentials of any URI hidden, so a
+rotated key in ``lr.best``'s URI is the same grid, and so is a manifest written
+before grids were stored without them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from harness.location import redact_json
 from harness.specs import CONSTANT_SCHEDULE, NOT_IN_IDS, GridSpec
 
 # The grid's axes, as ``GridSpec.to_json`` names them: each may gain values.
@@ -86,7 +90,7 @@ def compare(stored: dict[str, Any], new: GridSpec) -> GridChange:
     """How ``new`` relates to ``stored`` (a manifest's grid JSON): the same
     grid, a superset that adds values, or a change refused with the first key
     that makes it incomparable."""
-    grown = new.to_json()
+    stored, grown = redact_json(stored), redact_json(new.to_json())
     for key in FIXED:
         old_value, new_value = stored.get(key), grown.get(key)
         if key == "stop":

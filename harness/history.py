@@ -7,8 +7,9 @@
 
 A run's trials go to its own results directory while it runs (so an
 interrupted night resumes), then into the history dataset in one atomic file:
-its commit. A committed file is never rewritten; a second run on the same date
-is another file in the same partition.
+its commit. A committed file is never rewritten, except once by a migration
+to the current results schema (``harness.migrate``), with the same rows; a
+second run on the same date is another file in the same partition.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import ParamError, StoreError
 from harness.location import Location, to_pandas, without
-from harness.schemas import history_schema
+from harness.schemas import fill_added, history_schema
 from harness.store import metadata, now_iso
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ class History(Location):
 
     def read(self) -> pd.DataFrame:
         """Every committed row, with ``date`` from the partition folder. A file
-        that is corrupt or misplaced is moved to ``quarantine/``; one of another
+        that is corrupt or misplaced is set aside (``Location.set_aside``:
+        moved to ``quarantine/`` under the lock, else skipped); one of another
         schema is an error naming it."""
         import pyarrow as pa
 
@@ -50,14 +52,11 @@ class History(Location):
         table = self.read_dataset(
             NIGHTS, history_schema(), partition=pa.schema([("date", pa.string())])
         )
-        df = to_pandas(table)
-        df["schedule"] = df["schedule"].fillna("constant")
-        df["builder"] = df["builder"].fillna("")  # built-in models, before schema 6
-        return df
+        return to_pandas(fill_added(table))
 
     def files(self) -> list[str]:
         """Paths of the committed run files; any other file below ``nights/`` is
-        moved to ``quarantine/``."""
+        set aside (``Location.set_aside``)."""
         from pyarrow import fs
 
         found = []
@@ -68,7 +67,7 @@ class History(Location):
             if _PARTITION_FILE.search(info.path):
                 found.append(info.path)
             else:
-                self.quarantine(info.path, f"not where a history file belongs ({NIGHTS}/{_LAYOUT})")
+                self.set_aside(info.path, f"not where a history file belongs ({NIGHTS}/{_LAYOUT})")
         return sorted(found)
 
     def accept(self, run_id: str) -> None:

@@ -3,9 +3,12 @@ layer understands (``s3://``, ``gs://``, with query options such as
 ``?endpoint_override=...``), and the few operations the stores need on it.
 
 Writes are atomic (a hidden temporary name, renamed into place, fsynced on
-local disks), so a reader never sees half a file. Dataset reads check each
-file's schema first; a file that cannot be read at all is moved aside to
-``quarantine/`` (nothing is deleted) and the read goes on without it.
+local disks), so a reader never sees half a file. An I/O error (a network
+fault on S3 or GCS, a busy NFS server) is tried again with backoff and then
+fails as ``StoreUnreachable``, with nothing moved. Only a file whose bytes
+cannot be decoded as Parquet is corrupt: a run that holds the location's lock
+(``Location.locked``) moves it aside to ``quarantine/`` (nothing is deleted);
+a read-only command reports it and reads on without it.
 ``harness.store`` (a sweep's results) and ``harness.history`` (a nightly
 history) build on this; nothing else in lrbench touches the filesystem of a
 store.
@@ -14,15 +17,17 @@ store.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import posixpath
 import re
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from harness.errors import StoreError, one_line
+from harness.errors import StoreError, StoreUnreachable, one_line
 from harness.schemas import check_schema
 
 if TYPE_CHECKING:
@@ -31,9 +36,22 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+T = TypeVar("T")
 
-LOCK = ".lock"  # held by the process writing a local directory (``Location.locked``)
-QUARANTINE = "quarantine"  # where unreadable files are moved (``Location.quarantine``)
+QUARANTINE = "quarantine"  # where corrupt files are moved (``Location.set_aside``)
+FILENAME = "__filename"  # the column ``read_dataset(with_files=True)`` adds
+
+# An I/O error is tried again this many times in all, waiting BACKOFF_S, then
+# twice that, and so on (0.5 + 1 + 2 + 4 s): longer than a connection reset or
+# a throttled request lasts, short enough to say so before the user wonders.
+TRIES = 5
+BACKOFF_S = 0.5
+# OSErrors that another try cannot fix
+_LASTING = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
+
+
+class _Vanished(Exception):
+    """A file listed a moment ago is gone (a compaction merged it): list again."""
 
 
 # Query options of a URI whose values are secrets (pyarrow's S3 and GCS options,
@@ -59,6 +77,18 @@ def redact(text: str) -> str:
         return f"{sep}{key}={'***' if _SECRET_KEY.search(key) and value else value}"
 
     return _USERINFO.sub(r"\1***@", _QUERY_ITEM.sub(hide, text))
+
+
+def redact_json(value: Any) -> Any:
+    """JSON-able data with the secrets of every URI in its strings hidden
+    (``redact``): what is stored, such as a manifest's run entries."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_json(v) for v in value]
+    return value
 
 
 def child(out: str, *parts: str) -> str:
@@ -87,6 +117,40 @@ class Location:
     def __init__(self, out: str) -> None:
         self.out = str(out)
         self.fs, self.root = filesystem(self.out)
+        # True while this process holds the lock (``locked``): only then are
+        # corrupt files moved aside; a reader reports them and skips them
+        self.writing = False
+        self._reported: set[str] = set()
+
+    def retrying(self, what: str, call: Callable[[], T], vanish_ok: bool = False) -> T:
+        """``call()``, tried again with backoff while it fails with an I/O error
+        that another try may fix (not a full disk, a missing permission or file);
+        after ``TRIES`` a ``StoreUnreachable`` naming ``what``. ``vanish_ok``: a
+        listed file that is gone (``_Vanished``) is a reason to try again too."""
+        for attempt in range(TRIES):
+            try:
+                return call()
+            except _Vanished:
+                if not vanish_ok or attempt == TRIES - 1:
+                    raise StoreUnreachable(
+                        f"{self.shown()}: {what}: its files kept changing while read; "
+                        "nothing was moved: run the command again"
+                    ) from None
+            except OSError as exc:
+                if not transient(exc):
+                    raise
+                if attempt == TRIES - 1:
+                    raise StoreUnreachable(
+                        f"{self.shown()}: {what} failed {TRIES} times ({one_line(exc)}); "
+                        "nothing was moved or retrained: run the command again once the "
+                        "storage answers"
+                    ) from None
+                print(
+                    f"warning: {self.shown()}: {what}: {one_line(exc)}; trying again",
+                    file=sys.stderr,
+                )
+            time.sleep(BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def path(self, *parts: str) -> str:
         """The filesystem path of ``parts`` below the root."""
@@ -102,6 +166,9 @@ class Location:
 
     def exists(self, path: str) -> bool:
         """True when the filesystem path exists (a file or a folder)."""
+        return self.retrying(f"looking up {self._relative(path)}", lambda: self._exists(path))
+
+    def _exists(self, path: str) -> bool:
         from pyarrow import fs
 
         return self.fs.get_file_info(path).type != fs.FileType.NotFound
@@ -112,7 +179,11 @@ class Location:
 
     def atomic_write(self, path: str, write: Callable[[Any], Any]) -> None:
         """Write the file at ``path`` with ``write(sink)`` under a hidden temporary
-        name, then rename it into place."""
+        name, then rename it into place; a write that fails with an I/O error is
+        written again from the start (``retrying``)."""
+        self.retrying(f"writing {self._relative(path)}", lambda: self._write_once(path, write))
+
+    def _write_once(self, path: str, write: Callable[[Any], Any]) -> None:
         directory, name = posixpath.split(path)
         self.fs.create_dir(directory, recursive=True)
         tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
@@ -141,55 +212,18 @@ class Location:
 
     @contextlib.contextmanager
     def locked(self, what: str) -> Iterator[None]:
-        """Hold ``<root>/.lock`` while ``what`` runs, so that a second process
-        aimed at the same local directory stops at once instead of doing the same
-        work and racing on the manifest. A lock left by a process that is gone
-        (on this host) is taken over. Object stores have no atomic create, so
-        there is no lock on a URI (see docs/results.md)."""
-        if self.fs.type_name != "local":
-            yield
-            return
-        import os
+        """Hold this location's lock while ``what`` runs (``harness.locking``),
+        so that a second process aimed at it stops at once instead of doing the
+        same work and racing on the manifest and the compacted parts. Only a
+        holder of the lock moves corrupt files aside (``writing``)."""
+        from harness.locking import hold
 
-        created = not os.path.isdir(self.root)
-        os.makedirs(self.root, exist_ok=True)
-        path = os.path.join(self.root, LOCK)
-        mine = json.dumps(
-            {"pid": os.getpid(), "host": _host(), "start": _start(os.getpid()), "what": what}
-        )
-        for _ in range(2):
+        with hold(self, what):
+            self.writing = True
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read_lock(path)
-                if holder is None and _age_s(path) < 5:  # being written by a run starting now
-                    raise StoreError(
-                        f"{self.shown()}: another run is starting here; wait for it to finish, "
-                        "or use another --out"
-                    ) from None
-                if holder is not None and _alive(holder):
-                    raise StoreError(
-                        f"{self.shown()}: in use by {holder.get('what', 'another run')} "
-                        f"(pid {holder.get('pid')} on {holder.get('host')}); wait for it to "
-                        f"finish, or use another --out. If that process is gone, remove "
-                        f"{self.shown(LOCK)}"
-                    ) from None
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(mine)
-            break
-        else:
-            raise StoreError(f"{self.shown()}: another run is starting here; use another --out")
-        try:
-            yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            if created:  # a run refused before it wrote anything leaves no directory
-                with contextlib.suppress(OSError):
-                    os.rmdir(self.root)
+                yield
+            finally:
+                self.writing = False
 
     def write_bytes(self, name: str, payload: bytes) -> None:
         """Write a file (a figure, a manifest) at ``name``, atomically."""
@@ -201,11 +235,28 @@ class Location:
 
         self.atomic_write(self.path(name), lambda sink: pq.write_table(table, sink))
 
+    def read_bytes(self, name: str) -> bytes | None:
+        """The content of the file ``name``, None when there is none."""
+        path = self.path(name)
+
+        def read() -> bytes | None:
+            if not self._exists(path):
+                return None
+            with self.fs.open_input_stream(path) as f:
+                return f.read()
+
+        return self.retrying(f"reading {name}", read)
+
     def read_json(self, name: str) -> dict[str, Any]:
-        """A JSON file's content; an unreadable one is a ``StoreError`` naming it."""
-        try:
+        """A JSON file's content; one that does not parse is a ``StoreError``
+        naming it (an I/O error is tried again: ``retrying``)."""
+
+        def read() -> bytes:
             with self.fs.open_input_stream(self.path(name)) as f:
-                return json.loads(f.read().decode())
+                return f.read()
+
+        try:
+            return json.loads(self.retrying(f"reading {name}", read).decode())
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.shown(name)}: unreadable JSON ({one_line(exc)})") from None
 
@@ -216,16 +267,20 @@ class Location:
 
     def entries(self, folder: str, recursive: bool = False) -> list[Any]:
         """The pyarrow ``FileInfo`` of each entry below ``folder`` (none if absent)."""
+        return self.retrying(f"listing {folder}/", lambda: self._entries(folder, recursive))
+
+    def _entries(self, folder: str, recursive: bool = False) -> list[Any]:
         from pyarrow import fs
 
-        path = self.path(folder)
-        if not self.exists(path):
+        selector = fs.FileSelector(self.path(folder), recursive=recursive, allow_not_found=True)
+        try:
+            return list(self.fs.get_file_info(selector))
+        except NotADirectoryError:  # a file where the folder belongs holds no entries
             return []
-        return list(self.fs.get_file_info(fs.FileSelector(path, recursive=recursive)))
 
     def remove(self, path: str) -> None:
         """Delete the file at the filesystem ``path``."""
-        self.fs.delete_file(path)
+        self.retrying(f"removing {self._relative(path)}", lambda: self.fs.delete_file(path))
 
     def delete_dir(self, name: str) -> None:
         """Delete the folder ``name`` and everything in it."""
@@ -238,136 +293,184 @@ class Location:
         columns: list[str] | None = None,
         partition: pa.Schema | None = None,
         keep: Callable[[str], bool] | None = None,
+        with_files: bool = False,
     ) -> pa.Table:
         """Read a dataset folder with the given schema; ``partition`` names hive
         partition columns (``date=...``); ``keep``, given, says by file name
-        which files to read.
+        which files to read; ``with_files`` adds the ``__filename`` column (each
+        row's file, as a path of this filesystem).
 
-        A file that is not Parquet, or is corrupt, truncated or empty, is moved
-        aside (``quarantine``) and the rest is read. A Parquet file of another
-        schema (an older or newer lrbench) is refused with a ``StoreError``
-        naming it and its columns."""
+        An I/O error is tried again (``retrying``); a file listed a moment ago
+        that is gone (merged by a compaction) makes the read start over. A file
+        whose bytes are not Parquet (bad magic, a broken footer, data that does
+        not decode) is corrupt: it is set aside (``set_aside``) and the rest is
+        read. A Parquet file of another schema (an older or newer lrbench) is
+        refused with a ``StoreError`` naming it and its columns."""
+        wanted = list(columns or schema.names) + ([FILENAME] if with_files else [])
+        return self.retrying(
+            f"reading {folder}/",
+            lambda: self._read_dataset(folder, schema, wanted, partition, keep),
+            vanish_ok=True,
+        )
+
+    def _read_dataset(
+        self,
+        folder: str,
+        schema: pa.Schema,
+        columns: list[str],
+        partition: pa.Schema | None,
+        keep: Callable[[str], bool] | None,
+    ) -> pa.Table:
+        import pyarrow as pa
         import pyarrow.dataset as ds
-        import pyarrow.parquet as pq
         from pyarrow.fs import FileType
 
         path = self.path(folder)
-        if not self.exists(path):
-            return schema.empty_table().select(columns) if columns else schema.empty_table()
         partitioning = ds.partitioning(partition, flavor="hive") if partition else None
         in_files = without(schema, partition.names if partition else [])
         files = []
-        for info in self.entries(folder, recursive=True):
+        for info in self._entries(folder, recursive=True):
             if info.type != FileType.File or info.base_name.startswith((".", "_")):
                 continue  # folders, and temporary files of writes in progress
             if keep is not None and not keep(info.base_name):
                 continue
             if not info.base_name.endswith(".parquet"):
-                self.quarantine(info.path, "not a Parquet file")
+                self.set_aside(info.path, "not a Parquet file")
                 continue
-            try:
-                with self.fs.open_input_file(info.path) as f:
-                    physical = pq.read_schema(f)
-            except Exception as exc:
-                self.quarantine(info.path, f"corrupt or unreadable Parquet ({one_line(exc)})")
+            physical = self._footer(info.path)
+            if physical is None:
                 continue
             check_schema(info.path, physical, in_files)
             files.append(info.path)
+        if not files:
+            empty = pa.schema([*schema, pa.field(FILENAME, pa.string())]).empty_table()
+            return empty.select(columns)
         while True:
-            dataset = ds.dataset(
-                files,
-                schema=schema,
-                format="parquet",
-                filesystem=self.fs,
-                partitioning=partitioning,
-                partition_base_dir=path,
-            )
+            try:
+                dataset = ds.dataset(
+                    files,
+                    schema=schema,
+                    format="parquet",
+                    filesystem=self.fs,
+                    partitioning=partitioning,
+                    partition_base_dir=path,
+                )
+            except FileNotFoundError:
+                raise _Vanished() from None
             try:
                 return dataset.to_table(columns=columns)
-            except Exception as exc:  # a footer that reads, with data that does not
+            except FileNotFoundError:
+                raise _Vanished() from None
+            except (pa.ArrowInvalid, OSError) as exc:
                 bad = self._which_is_corrupt(dataset)
                 if bad is None:
+                    if isinstance(exc, OSError):
+                        raise  # an I/O error: tried again
                     raise StoreError(
                         f"{self.shown()}: cannot read results ({one_line(exc)})"
                     ) from None
-                self.quarantine(bad[0], f"corrupt Parquet data ({bad[1]})")
+                self.set_aside(bad[0], f"corrupt Parquet data ({bad[1]})")
                 files.remove(bad[0])
 
+    def _footer(self, path: str) -> pa.Schema | None:
+        """A file's Parquet schema; None when its bytes are not Parquet (the file
+        is then set aside). An I/O error propagates, to be tried again."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with self.fs.open_input_file(path) as f:
+                return pq.read_schema(f)
+        except FileNotFoundError:
+            raise _Vanished() from None
+        except (pa.ArrowInvalid, OSError):
+            # pyarrow raises OSError for a thrift footer that does not decode as
+            # well as for a dropped connection: decode the bytes in memory to tell
+            why = self._undecodable(path, lambda data: pq.read_schema(pa.BufferReader(data)))
+            if why is None:
+                raise
+            self.set_aside(path, f"corrupt or unreadable Parquet ({why})")
+            return None
+
+    def _undecodable(self, path: str, decode: Callable[[Any], Any]) -> str | None:
+        """Why the bytes of ``path``, read into memory, do not ``decode``; None
+        when they do. Reading them is I/O: its error propagates."""
+        with self.fs.open_input_file(path) as f:
+            data = f.read()
+        try:
+            decode(data)
+        except Exception as exc:
+            return one_line(exc)
+        return None
+
     def _which_is_corrupt(self, dataset: Any) -> tuple[str, str] | None:
-        """The first file of a dataset whose data cannot be read, and why."""
+        """The first file of a dataset whose data does not decode, and why; None
+        when every file reads (the failure was I/O). A file that fails is read
+        into memory and decoded there, so that only a decoding error, never a
+        network fault, makes it corrupt."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         for fragment in dataset.get_fragments():
             try:
                 fragment.to_table()
-            except Exception as inner:
-                return fragment.path, one_line(inner)
+            except FileNotFoundError:
+                raise _Vanished() from None
+            except (pa.ArrowInvalid, OSError):
+                why = self._undecodable(
+                    fragment.path, lambda data: pq.ParquetFile(pa.BufferReader(data)).read()
+                )
+                if why is not None:
+                    return fragment.path, why
         return None
 
+    def _relative(self, path: str) -> str:
+        return path[len(self.root) :].lstrip("/") if path.startswith(self.root) else path
+
+    def set_aside(self, path: str, problem: str) -> None:
+        """Deal with a corrupt file: a run that holds the lock moves it to
+        ``quarantine/`` (``quarantine``), so that what it held runs again; any
+        other reader says so once and reads on without it, leaving it where it
+        is (a sweep or ``lrbench compact`` may be writing next to it)."""
+        if self.writing:
+            self.quarantine(path, problem)
+            return
+        if path not in self._reported:
+            self._reported.add(path)
+            print(
+                f"warning: {self.shown(self._relative(path))}: {problem}; skipped, and left "
+                "in place (a run that writes here, such as a sweep, `lrbench compact` or a "
+                "night, moves it to quarantine/)",
+                file=sys.stderr,
+            )
+
     def quarantine(self, path: str, problem: str) -> str:
-        """Move a file that cannot be read to ``quarantine/`` under this location,
-        keeping its path and adding the time: nothing is deleted. Says so in one
-        line on stderr, and returns where it went."""
-        relative = path[len(self.root) :].lstrip("/") if path.startswith(self.root) else path
+        """Move a corrupt file to ``quarantine/`` under this location, keeping its
+        path and adding the time: nothing is deleted. Says so in one line on
+        stderr, and returns where it went. Only under the lock (``set_aside``)."""
+        relative = self._relative(path)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = posixpath.join(self.root, QUARANTINE, f"{relative}.{stamp}")
-        self.fs.create_dir(posixpath.dirname(target), recursive=True)
-        self.fs.move(path, target)
+
+        def move() -> None:
+            self.fs.create_dir(posixpath.dirname(target), recursive=True)
+            self.fs.move(path, target)
+
+        self.retrying(f"moving {relative} to {QUARANTINE}/", move)
         where = self.shown(QUARANTINE, f"{relative}.{stamp}")
         print(f"warning: {self.shown(relative)}: {problem}; moved to {where}", file=sys.stderr)
         return target
 
 
-def _host() -> str:
-    import socket
-
-    return socket.gethostname()
-
-
-def _start(pid: int) -> str | None:
-    """When a process started (Linux: jiffies since boot), to tell a live
-    holder from a new process that reuses its pid; None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _age_s(path: str) -> float:
-    import os
-    import time
-
-    try:
-        return time.time() - os.stat(path).st_mtime
-    except OSError:
-        return float("inf")
-
-
-def _read_lock(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return None  # half written by a process killed at once: stale
-
-
-def _alive(holder: dict[str, Any]) -> bool:
-    """Whether the process that wrote a lock still runs. One on another host
-    cannot be checked and counts as alive."""
-    import os
-
-    if holder.get("host") != _host():
-        return True
-    pid = holder.get("pid")
-    if not isinstance(pid, int):
+def transient(exc: OSError) -> bool:
+    """True for an I/O error that another try may fix: a network fault, a
+    timeout, a throttled request; not a full disk, a read-only or forbidden
+    location, or a file that is not there."""
+    if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if isinstance(exc, PermissionError):
         return False
-    except PermissionError:
-        return True
-    start = _start(pid)
-    return start is None or holder.get("start") is None or start == holder.get("start")
+    return exc.errno not in _LASTING
 
 
 def without(schema: pa.Schema, names: list[str]) -> pa.Schema:

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from harness.history import History
+from harness.location import redact
+from harness.migrate import migrate
 from harness.specs import GridSpec
-from harness.sweep import SweepResult
+from harness.sweep import RunOptions, SweepResult
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def new_run_info(grid: GridSpec, now: datetime) -> dict[str, Any]:
         "started_at": now.isoformat(timespec="seconds"),
         "grid": grid.name,
         "grid_digest": grid.digest,
-        "source": grid.source,
+        "source": redact(grid.source),  # stored, as the night's env: no credentials
     }
 
 
@@ -67,23 +70,38 @@ def run_night(
     commit it. ``revision`` names the code under test (default: the git commit
     of the working directory); ``device_class``, when given, is the device key
     nights are compared by (``analysis.nightly.night_records``)."""
+    history = History(history_root)
+    # one night at a time per history; under its lock, older files are brought
+    # to the current schema and corrupt ones are moved aside
+    with history.locked("lrbench nightly"):
+        migrate(history)
+        options = RunOptions(address, data_dir, max_failures, verbose)
+        return _night(grid, history, options, revision, now, device_class)
+
+
+def _night(
+    grid: GridSpec,
+    history: History,
+    options: RunOptions,
+    revision: str | None,
+    now: datetime | None,
+    device_class: str | None,
+) -> NightRun:
     import pandas as pd
 
     from harness import sysinfo
     from harness.data import load_grid_data
-    from harness.history import History
     from harness.models import check_optimizers
     from harness.store import Store
     from harness.sweep import run_sweep
 
-    history = History(history_root)
     history.read()  # a corrupt history fails now, not after the night's sweep
     check_optimizers(
         grid.source, grid.optimizers
     )  # so do a keyword typo and a missing dataset (next)
+    names = [d.name for d in grid.datasets]
     data = {
-        name: d.fingerprint()
-        for name, d in load_grid_data(grid, [d.name for d in grid.datasets], data_dir).items()
+        name: d.fingerprint() for name, d in load_grid_data(grid, names, options.data_dir).items()
     }
     now = now or datetime.now(UTC)
     pending = history.pending()
@@ -97,10 +115,10 @@ def run_night(
     result = run_sweep(
         grid,
         out,
-        address=address,
-        data_dir=data_dir,
-        max_failures=max_failures,
-        verbose=verbose,
+        address=options.address,
+        data_dir=options.data_dir,
+        max_failures=options.max_failures,
+        verbose=options.verbose,
     )
     ids = {t.trial_id for t in grid.expand()}
     trials = Store(out).read_trials()
@@ -110,8 +128,8 @@ def run_night(
         **sysinfo.environment(),
         "device": str(devices.index[0]) if len(devices) else "",
         "data": data,
-        "grid_source": grid.source,
-        "address": address,
+        "grid_source": redact(grid.source),
+        "address": redact(options.address) if options.address else options.address,
     }
     if device_class:  # nights are compared by this instead of the exact device string
         env["device_class"] = device_class

@@ -21,14 +21,16 @@ def prepare_grid(
     """Read and validate a grid file, and choose its LRs from the earlier sweep
     when it says ``lr = { best = DIR }``, or around each optimizer's range-test
     suggestion when it says ``lr = { finder = DIR }`` (unless not
-    ``resolve_finder``: ``find-lr`` runs those range tests, it does not read them)."""
+    ``resolve_finder``: ``find-lr`` runs those range tests, it does not read them).
+    DIR is read where the grid gives it, credentials included (``location``);
+    the grid returned names it as shown and stored (``results``)."""
     grid = load_grid(path, max_trials)
     if grid.finder_lr is not None and resolve_finder:
         from analysis.finderlr import resolve_finder_lrs
         from analysis.load import load_finder
 
         try:
-            points = load_finder(grid.finder_lr.results)
+            points = load_finder(grid.finder_lr.location)
         except LrbenchError as exc:
             raise GridError(grid.source, "lr.finder", str(exc)) from None
         return resolve_finder_lrs(grid, points)
@@ -38,7 +40,7 @@ def prepare_grid(
     from analysis.load import load_results
 
     try:
-        trials = load_results(grid.best_lr.results).trials
+        trials = load_results(grid.best_lr.location).trials
     except LrbenchError as exc:
         raise GridError(grid.source, "lr.best", str(exc)) from None
     return resolve_best_lrs(grid, trials)

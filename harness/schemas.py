@@ -40,6 +40,50 @@ ADDED_IN = {
     "builder_fingerprint": 6,
     "rechecked": 7,
 }
+# What a column added later holds for the rows of a file written before it, where
+# that is known: what those trials ran (a constant LR, a built-in model) and what
+# they could not have done (be pruned, reuse a model, be rechecked). Every other
+# added column stays null: unknown (``data_fingerprint``, ``pruned_at_s``, ...).
+# Files never hold a null in these columns, so a null always means "older file".
+# ``harness.migrate`` writes these values into old files, and the readers show them.
+FILLS: dict[str, Any] = {
+    "schedule": "constant",
+    "builder": "",
+    "pruned": False,
+    "reused": False,
+    "rechecked": False,
+}
+
+
+def fill_added(table: pa.Table) -> pa.Table:
+    """``table`` with the nulls of its ``FILLS`` columns (an older file's rows,
+    read with the current schema) replaced by their fill value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name, value in FILLS.items():
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            column = table.column(i)
+            if column.null_count and not pa.types.is_null(column.type):
+                filled = pc.fill_null(column, pa.scalar(value, column.type))
+                table = table.set_column(i, table.field(i), filled)
+    return table
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (an older file's rows) as a file of ``schema``: its columns in
+    order and type, a column it lacks filled (``FILLS``) or null, its metadata kept."""
+    import pyarrow as pa
+
+    arrays = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    out = pa.Table.from_arrays(arrays, schema=schema)
+    return fill_added(out).replace_schema_metadata(table.schema.metadata)
 
 
 # Arrow type of a field, by its annotation's base type; dicts are stored as

@@ -203,9 +203,19 @@ class BestLr:
     sweep: the fastest median time to target among its cells that succeed (ties:
     fewer steps, then the lower LR)."""
 
-    results: str  # the earlier sweep's results directory (relative to the working directory)
+    # the earlier sweep's results directory (relative to the working directory),
+    # a URI's credentials hidden: what is shown and stored (``GridSpec.to_json``)
+    results: str
     top_k: int = 1  # how many LRs per optimizer, fastest first
     min_success: float = 0.5  # share of a cell's seeds that must reach the target
+    # DIR as the grid gives it, credentials included: only read (``location``),
+    # never shown or stored, nor part of equality, so a rotated key is the same grid
+    given: str = field(default="", compare=False, repr=False, kw_only=True)
+
+    @property
+    def location(self) -> str:
+        """Where to read the earlier sweep: DIR as given, credentials included."""
+        return self.given or self.results
 
 
 @dataclass(frozen=True)
@@ -239,10 +249,19 @@ class FinderLr:
     ``num`` log-spaced LRs spanning ``decades``, centred (on the log scale) on
     what ``rule`` suggests from its LR range test stored in ``DIR``."""
 
-    results: str  # where ``lrbench find-lr`` stored the range tests (relative to the cwd)
+    # where ``lrbench find-lr`` stored the range tests (relative to the cwd), a
+    # URI's credentials hidden: what is shown and stored (``GridSpec.to_json``)
+    results: str
     rule: str  # one of FINDER_RULES
     decades: float = 1.5  # the ladder's whole width, half of it on each side
     num: int = 9  # LRs per optimizer; an odd count runs the suggestion itself
+    # DIR as the grid gives it, credentials included: only read (``location``)
+    given: str = field(default="", compare=False, repr=False, kw_only=True)
+
+    @property
+    def location(self) -> str:
+        """Where to read the range tests: DIR as given, credentials included."""
+        return self.given or self.results
 
     def ladder(self, suggested: float) -> tuple[float, ...]:
         """The LRs for a suggestion: from ``suggested / 10**(decades/2)`` to
@@ -441,7 +460,8 @@ class GridSpec:
     def optimizer_lrs(self) -> list[tuple[OptimizerSpec, float, str]]:
         """(optimizer, LR, where the LR came from) for every optimizer and its LRs:
         the ``lr`` axis, the LRs chosen from an earlier sweep, or the ladders
-        around range-test suggestions."""
+        around range-test suggestions. The provenance, stored in every trial row,
+        names the directory by ``results``: its credentials hidden."""
         if self.finder_lr is not None:
             results = self.finder_lr.results
             return [
@@ -467,7 +487,10 @@ class GridSpec:
         ]
 
     def to_json(self) -> dict[str, Any]:
-        """The grid as plain JSON-able data (what the manifest stores)."""
+        """The grid as plain JSON-able data (what the manifest, Parquet metadata and
+        the nightly history store), with no credentials: the URIs of ``lr.best``
+        and ``lr.finder`` as ``results`` shows them (``harness.grid`` hides their
+        secrets; ``data_dir`` and dataset paths are local)."""
         data = asdict(self)
         data.pop("source")
         # fields added after grids were first stored, left out when unset so that
@@ -476,6 +499,9 @@ class GridSpec:
         data["models"] = [_drop_none(m, ModelSpec) for m in data["models"]]
         data["stop"] = self.stop.to_json()
         data["skipped"] = [s.text for s in self.skipped]
+        for key in ("best_lr", "finder_lr"):  # stored without credentials (``results``)
+            if data[key] is not None:
+                data[key].pop("given")
         if data["best_lr"] is not None:  # grids have always been hashed with the rule's text
             data["best_lr"]["rule"] = BEST_LR_RULE
         if data["finder_lr"] is None:  # other grids keep the JSON and digest they had

@@ -13,9 +13,16 @@ Each trial writes its own two files from the worker that ran it, curves first,
 so a stored trial row always has its curve. Compaction (``Store.compact``, at
 the end of a finished sweep and ``lrbench compact``) merges finished trials'
 files into a few parts, so reading tens of thousands of trials from an object
-store takes a few requests. A file that cannot be read is
-moved to ``<out>/quarantine/`` (with its curve, a trial's row goes too), so
-the next run trains that trial again. Files are written atomically
+store takes a few requests.
+
+A trial's row and its curve always come from files of the same name
+(``trials/X.parquet`` and ``curves/X.parquet``). When a trial is stored more
+than once (a compaction killed before it removed the per-trial files, a rerun
+of a released trial, two compactions of one URI) readers take its newest row
+(``started_at``; a part on a tie) and that file's curve, and compaction drops
+the other copies. A corrupt file is moved to ``<out>/quarantine/`` with its
+pair, so the next run trains its trials again (``Location.set_aside``: only a
+run holding the lock moves files). Files are written atomically
 (``harness.location``): a crash loses at most the trials that were running.
 ``<out>`` may be a local path or a URI that pyarrow's filesystem layer
 understands (``s3://``, ``gs://``). The column declarations of every dataset
@@ -33,13 +40,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
-from harness.location import Location, to_pandas, to_table
+from harness.location import FILENAME, Location, redact_json, to_pandas, to_table
+from harness.migrate import migrate
 from harness.records import FinderOutcome, TrialOutcome, TrialStatus
 from harness.schemas import (
     GRID_METADATA_KEY,
     SCHEMA_METADATA_KEY,
     SCHEMA_VERSION,
     curves_schema,
+    fill_added,
     finder_schema,
     trials_schema,
 )
@@ -156,13 +165,15 @@ class Store(Location):
             manifest.update(grid_digest=grid.digest, grid=grid_json)
         self.run_id = uuid.uuid4().hex[:12]
         manifest["runs"].append(
-            {
-                "run_id": self.run_id,
-                "started_at": now_iso(),
-                "source": grid.source,
-                "grid_digest": grid.digest,
-                **run_info,
-            }
+            redact_json(  # a cluster's address may carry a token
+                {
+                    "run_id": self.run_id,
+                    "started_at": now_iso(),
+                    "source": grid.source,
+                    "grid_digest": grid.digest,
+                    **run_info,
+                }
+            )
         )
         self.write_json(MANIFEST, manifest)
         self.grid_json = grid_json
@@ -180,18 +191,19 @@ class Store(Location):
         self.write_json(MANIFEST, manifest)
 
     def quarantine(self, path: str, problem: str) -> str:
-        """Move an unreadable file aside (``Location.quarantine``); a trial whose
-        curve goes loses its row too, so that the next run trains it again, and
-        a compacted part of rows takes its part of curves along."""
+        """Move a corrupt file aside (``Location.quarantine``) with its pair: a
+        trial's row and curve (or a part's rows and curves) go together, so
+        that its trials run again and no old curve is left to pair with the
+        rerun's row."""
         target = super().quarantine(path, problem)
         folder, name = posixpath.split(path)
-        row = self.path(TRIALS, name)
-        if posixpath.basename(folder) == CURVES and self.exists(row):
-            super().quarantine(row, "its curve could not be read, so the trial runs again")
-        curves = self.path(CURVES, name)
-        if posixpath.basename(folder) == TRIALS and is_part(name) and self.exists(curves):
-            # a part's curves would hide the curves its trials write when they run again
-            super().quarantine(curves, "the rows of these curves could not be read")
+        kind = posixpath.basename(folder)
+        if kind in (TRIALS, CURVES):
+            other = CURVES if kind == TRIALS else TRIALS
+            pair = self.path(other, name)
+            if self.exists(pair):
+                why = "its curve" if kind == CURVES else "its row"
+                super().quarantine(pair, f"{why} could not be read, so its trials run again")
         return target
 
     # -- trials
@@ -207,28 +219,31 @@ class Store(Location):
     def read_trials(self) -> pd.DataFrame:
         """All stored trial rows, with the documented column types. Rows from
         before the schedule axis (schema < 3) ran at a constant LR."""
-        df = to_pandas(self._read(TRIALS, trials_schema()))
-        df["schedule"] = df["schedule"].fillna("constant")
-        df["builder"] = df["builder"].fillna("")  # built-in models, before schema 6
-        return df
+        return to_pandas(fill_added(self._newest(trials_schema().names).drop_columns(FILENAME)))
 
     def read_curves(self, trial_ids: set[str] | None = None) -> pd.DataFrame:
         """All stored curve points of stored trials, ordered by trial and step.
 
-        A curve is written before its trial's row, so a kill between the two
-        leaves a curve with no row: it is ignored here, and replaced when the
-        trial runs again. ``trial_ids``: the stored trials' ids, when the caller
-        has read them already (else they are read here)."""
-        df = to_pandas(self._read(CURVES, curves_schema()))
-        if trial_ids is None:
-            ids = self._read(TRIALS, trials_schema(), ["trial_id"]).column("trial_id")
-            trial_ids = set(ids.to_pylist())
-        df = df[df["trial_id"].isin(trial_ids)]
+        Each trial's curve comes from the file that holds its stored row
+        (``_newest``): a curve with no row (a kill between the two writes) or
+        an older copy's is left out. ``trial_ids``: only these trials."""
+        import pyarrow.compute as pc
+
+        rows = self._newest(["trial_id"])
+        if trial_ids is not None:
+            rows = rows.filter(_ids_mask(rows, set(trial_ids)))
+        curves = self.read_dataset(CURVES, curves_schema(), with_files=True)
+        # each curve row's trial, looked up among the stored rows: the name of
+        # the file its row came from, against the name of the row's own file
+        at = pc.index_in(curves.column("trial_id"), value_set=rows.column("trial_id"))
+        wanted = pc.take(_base_names(rows.column(FILENAME)), at)
+        mask = pc.fill_null(pc.equal(wanted, _base_names(curves.column(FILENAME))), False)
+        df = to_pandas(curves.filter(mask).drop_columns(FILENAME))
         return df.sort_values(["trial_id", "step"], ignore_index=True)
 
     def finished(self) -> dict[str, str]:
         """Id -> status of the stored trials a rerun must not repeat (all but ``error``)."""
-        table = self._read(TRIALS, trials_schema(), ["trial_id", "status"])
+        table = self._newest(["trial_id", "status"])
         ids = table.column("trial_id").to_pylist()
         statuses = table.column("status").to_pylist()
         error = TrialStatus.ERROR.value
@@ -238,9 +253,7 @@ class Store(Location):
         """The frontier guard's view of the stored trials: id, status, and
         whether and where the pruning rule stopped each (``harness.frontier``)."""
         columns = ["trial_id", "status", "pruned", "pruned_at_s", "pruned_at_step"]
-        df = to_pandas(self._read(TRIALS, trials_schema(), columns))
-        df["pruned"] = df["pruned"].fillna(False).astype(bool)  # before schema 5
-        return df
+        return to_pandas(fill_added(self._newest(columns).drop_columns(FILENAME)))
 
     def release(self, ids: list[str] | set[str]) -> int:
         """Take the trials ``ids`` out of the compacted parts that hold them,
@@ -249,65 +262,59 @@ class Store(Location):
 
         Safe to kill at any point: each trial's files are written first (while
         the part holds them too, readers take the part's equal rows), then each
-        part is rewritten without them, curves first, in one atomic replace."""
+        part is rewritten without them (``_rewrite_part``)."""
         wanted = set(ids)
-        released = 0
-        grid = self.grid_json or (self.read_manifest() or {}).get("grid") or {}
-        meta = metadata(grid)
-        for name in self._parts(TRIALS):
-            held = (self._ids_in(TRIALS, name) or set()) & wanted
-            if not held:
-                continue
-            parts = {
-                folder: self.read_dataset(folder, schema, keep=name.__eq__).replace_schema_metadata(
-                    meta
-                )
-                for folder, schema in ((CURVES, curves_schema()), (TRIALS, trials_schema()))
-            }
-            for rid in sorted(held):
+        held = self._held_by_parts(wanted)
+        for name, rids in sorted(held.items()):
+            parts = {folder: self._part(folder, name) for folder in (CURVES, TRIALS)}
+            for rid in sorted(rids):
                 for folder in (CURVES, TRIALS):
-                    table = parts[folder]
-                    rows = table.filter(_ids_mask(table, {rid}))
+                    rows = parts[folder].filter(_ids_mask(parts[folder], {rid}))
                     self.write_parquet(f"{folder}/{rid}.parquet", rows)
-            for folder in (CURVES, TRIALS):
-                table = parts[folder]
-                rest = table.filter(_ids_mask(table, held, keep=False))
-                self.write_parquet(f"{folder}/{name}", rest)
-            released += len(held)
-        return released
+            self._rewrite_part(name, rids, parts)
+        return sum(len(rids) for rids in held.values())
 
     # -- compacted files
-    def _read(self, folder: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-        """``folder``'s rows, each once: its compacted parts, and the per-trial
-        files of trials that no part holds (a compaction killed before it
-        removed them leaves some behind)."""
-        held = self._part_ids(folder)
-        return self.read_dataset(
-            folder, schema, columns, keep=lambda name: is_part(name) or _stem(name) not in held
-        )
+    def _newest(self, columns: list[str]) -> pa.Table:
+        """The stored trial rows, one per trial, with ``columns`` and the file
+        each came from (``FILENAME``): the newest copy of a trial stored twice."""
+        wanted = list(dict.fromkeys([*columns, "trial_id", "started_at"]))
+        table = self.read_dataset(TRIALS, trials_schema(), wanted, with_files=True)
+        return newest(table).select([*columns, FILENAME])
+
+    def _grid(self) -> dict[str, Any]:
+        return self.grid_json or (self.read_manifest() or {}).get("grid") or {}
+
+    def _part(self, folder: str, name: str) -> pa.Table:
+        """One compacted part's table (with the grid's metadata)."""
+        table = self.read_dataset(folder, _SCHEMAS[folder](), keep=name.__eq__)
+        return table.replace_schema_metadata(metadata(self._grid()))
+
+    def _held_by_parts(self, ids: set[str]) -> dict[str, set[str]]:
+        """Which of ``ids`` each compacted part of ``trials/`` holds, by part name."""
+        table = self.read_dataset(TRIALS, trials_schema(), ["trial_id"], with_files=True)
+        held: dict[str, set[str]] = {}
+        for rid, path in zip(
+            table.column("trial_id").to_pylist(), table.column(FILENAME).to_pylist(), strict=True
+        ):
+            name = posixpath.basename(path)
+            if rid in ids and is_part(name):
+                held.setdefault(name, set()).add(rid)
+        return held
+
+    def _rewrite_part(
+        self, name: str, drop: set[str], parts: dict[str, pa.Table] | None = None
+    ) -> None:
+        """Rewrite part ``name`` without the trials ``drop``: its rows first, so
+        that a kill in between leaves curves no row pairs with (ignored), never a
+        row without its curve. ``parts``: the part's tables, when read already."""
+        for folder in (TRIALS, CURVES):
+            table = parts[folder] if parts else self._part(folder, name)
+            self.write_parquet(f"{folder}/{name}", table.filter(_ids_mask(table, drop, keep=False)))
 
     def _parts(self, folder: str) -> list[str]:
         """The names of ``folder``'s compacted parts."""
         return sorted(i.base_name for i in self.entries(folder) if is_part(i.base_name))
-
-    def _part_ids(self, folder: str) -> set[str]:
-        """The trial ids that ``folder``'s compacted parts hold (a part that
-        cannot be read holds none here; ``read_dataset`` quarantines it)."""
-        ids: set[str] = set()
-        for name in self._parts(folder):
-            ids |= self._ids_in(folder, name) or set()
-        return ids
-
-    def _ids_in(self, folder: str, name: str) -> set[str] | None:
-        """The trial ids in one Parquet file of ``folder`` (None: it cannot be read)."""
-        import pyarrow.parquet as pq
-
-        try:
-            with self.fs.open_input_file(self.path(folder, name)) as f:
-                column = pq.read_table(f, columns=["trial_id"]).column("trial_id")
-        except Exception:
-            return None
-        return set(column.unique().to_pylist())
 
     def _singles(self, folder: str) -> set[str]:
         """The trial ids of ``folder``'s per-trial files."""
@@ -319,27 +326,55 @@ class Store(Location):
             and not i.base_name.startswith((".", "_"))
         }
 
+    def drop_copies(self) -> int:
+        """Remove every copy of a trial but its newest (``newest``): an older
+        per-trial file (its row, then its curve), or its rows and curves in a
+        part (``_rewrite_part``). Returns how many copies went."""
+        table = self.read_dataset(
+            TRIALS, trials_schema(), ["trial_id", "started_at"], with_files=True
+        )
+        if table.num_rows == len(table.column("trial_id").unique()):
+            return 0
+        import pyarrow.compute as pc
+
+        kept = pc.is_in(_file_keys(table), value_set=_file_keys(newest(table)))
+        older = table.filter(pc.invert(kept))
+        by_file: dict[str, set[str]] = {}
+        for rid, path in zip(
+            older.column("trial_id").to_pylist(), older.column(FILENAME).to_pylist(), strict=True
+        ):
+            by_file.setdefault(posixpath.basename(path), set()).add(rid)
+        for name, rids in sorted(by_file.items()):
+            if is_part(name):
+                self._rewrite_part(name, rids)
+                continue
+            for folder in (TRIALS, CURVES):
+                with contextlib.suppress(FileNotFoundError):
+                    self.remove(self.path(folder, name))
+        return len(older)
+
     def compact(self, per_part: int = PART_TRIALS) -> Compaction:
         """Merge the per-trial files of finished trials into parts of up to
         ``per_part`` trials: ``curves/part-<id>.parquet``, then
         ``trials/part-<id>.parquet`` with the same trials, then the per-trial
-        files are removed. Readers take a part over a per-trial file of the same
-        trial, so a kill at any point loses nothing and repeats nothing; the
-        next compaction finishes what a killed one left. Trials with status
-        ``error`` keep their own files (a rerun replaces them)."""
-        removed = 0
-        trial_parts, curve_parts = set(self._parts(TRIALS)), set(self._parts(CURVES))
-        single_curves = self._singles(CURVES)
-        for name in sorted(curve_parts - trial_parts):  # killed between a part's two writes
-            ids = self._ids_in(CURVES, name)
-            if ids is not None and ids <= single_curves:  # every row is still in its own file
-                self.remove(self.path(CURVES, name))
-        for folder in (TRIALS, CURVES):  # per-trial files a part already holds
-            for rid in self._singles(folder) & self._part_ids(folder):
-                self.remove(self.path(folder, f"{rid}.parquet"))
-                removed += 1
+        files are removed. Files of an older schema are rewritten to the
+        current one first (``harness.migrate``), and corrupt curves move aside
+        with their rows (``Location.set_aside``). Copies of a trial stored twice are dropped first
+        (``drop_copies``), and a part of curves whose rows were never written
+        (a kill between a part's two writes) goes. Readers take a part over
+        a per-trial file of the same trial, so a kill at any point loses
+        nothing and repeats nothing; the next compaction finishes what a killed
+        one left. Trials with status ``error`` keep their own files (a rerun
+        replaces them)."""
+        migrated = migrate(self)  # one schema per directory, for every reader
+        # a corrupt curve is found only when read: read each file's trial ids
+        # (under the lock, ``set_aside`` moves it with its row, which runs again)
+        self.read_dataset(CURVES, curves_schema(), ["trial_id"])
+        for name in sorted(set(self._parts(CURVES)) - set(self._parts(TRIALS))):
+            self.remove(self.path(CURVES, name))  # no row pairs with them (``read_curves``)
+        removed = self.drop_copies()
         ids = sorted(self.finished().keys() & self._singles(TRIALS) & self._singles(CURVES))
-        grid = self.grid_json or (self.read_manifest() or {}).get("grid") or {}
+        meta = metadata(self._grid())
         parts = 0
         for start in range(0, len(ids), per_part):
             chunk = set(ids[start : start + per_part])
@@ -349,15 +384,17 @@ class Store(Location):
             curves = curves.sort_by([("trial_id", "ascending"), ("step", "ascending")])
             trials = trials.sort_by("trial_id")
             name = f"{PART}{uuid.uuid4().hex[:12]}.parquet"
-            self.write_parquet(f"{CURVES}/{name}", curves.replace_schema_metadata(metadata(grid)))
-            self.write_parquet(f"{TRIALS}/{name}", trials.replace_schema_metadata(metadata(grid)))
+            self.write_parquet(f"{CURVES}/{name}", curves.replace_schema_metadata(meta))
+            self.write_parquet(f"{TRIALS}/{name}", trials.replace_schema_metadata(meta))
             for folder in (CURVES, TRIALS):
                 for file in sorted(files):
                     with contextlib.suppress(FileNotFoundError):  # quarantined while read
                         self.remove(self.path(folder, file))
                         removed += 1
             parts += 1
-        return Compaction(trials=len(ids), parts=parts, removed=removed)
+        return Compaction(
+            trials=len(ids), parts=parts, removed=removed, migrated=len(migrated.rewritten)
+        )
 
     # -- LR range tests
     def write_finder(self, outcome: FinderOutcome) -> None:
@@ -367,8 +404,7 @@ class Store(Location):
 
     def read_finder(self) -> pd.DataFrame:
         """All stored range-test points, ordered by run and step."""
-        df = to_pandas(self.read_dataset(FINDER, finder_schema()))
-        df["builder"] = df["builder"].fillna("")  # built-in models, before schema 6
+        df = to_pandas(fill_added(self.read_dataset(FINDER, finder_schema())))
         return df.sort_values(["finder_id", "step"], ignore_index=True)
 
     def finder_ids(self) -> set[str]:
@@ -384,6 +420,56 @@ class Compaction:
     trials: int  # trials merged into parts now
     parts: int  # parts written (each a curves file and a trials file)
     removed: int  # per-trial files removed
+    migrated: int = 0  # files of an older schema rewritten to the current one first
+
+
+_SCHEMAS = {TRIALS: trials_schema, CURVES: curves_schema}
+
+
+def newest(table: pa.Table) -> pa.Table:
+    """``table``'s rows (with ``trial_id``, ``started_at`` and ``FILENAME``),
+    one per trial: the latest ``started_at`` (no time counts as oldest); on a
+    tie, a compacted part over a per-trial file, then the first file by name."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table.column("trial_id")
+    if table.num_rows == len(ids.unique()):
+        return table
+    names = _base_names(table.column(FILENAME))
+    ranked = table.append_column("_part", pc.starts_with(names, PART)).append_column("_name", names)
+    ranked = ranked.sort_by(
+        [
+            ("trial_id", "ascending"),
+            ("started_at", "descending"),
+            ("_part", "descending"),
+            ("_name", "ascending"),
+        ]
+    )
+    ids = ranked.column("trial_id")
+    first = pa.concat_arrays(
+        [pa.array([True]), pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).combine_chunks()]
+    )
+    return ranked.filter(first).drop_columns(["_part", "_name"])
+
+
+def _base_names(paths: pa.ChunkedArray) -> pa.Array:
+    """Each path's file name, without its folder: a trial's curve pairs with
+    its row when both come from files of one name. A column of a few distinct
+    paths repeated (one per file) is worked on once per distinct path."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(paths).combine_chunks()
+    names = pc.replace_substring_regex(encoded.dictionary, pattern=".*/", replacement="")
+    return pc.take(names, encoded.indices)
+
+
+def _file_keys(table: pa.Table) -> pa.Array:
+    """Each row's file name and trial id, as one key (``_base_names``)."""
+    import pyarrow.compute as pc
+
+    names = _base_names(table.column(FILENAME))
+    return pc.binary_join_element_wise(names, table.column("trial_id"), "\x00")
 
 
 def _ids_mask(table: pa.Table, ids: set[str], keep: bool = True) -> pa.Array:

@@ -10,30 +10,39 @@ the same command again resumes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import sysinfo, userref
 from harness.data import Dataset, load_grid_data
 from harness.errors import FatalError, GridError, LrbenchError, one_line
 from harness.frontier import Cell, Guard, Recheck, series_of
+from harness.migrate import migrate
 from harness.models import DataShape
 from harness.optcheck import BackgroundCheck
 from harness.records import TrialOutcome, TrialRecord, TrialStatus
 from harness.specs import GridSpec, TrialSpec
 from harness.store import Store
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # Environment for trial workers: quiet TensorFlow, and TensorFlow's GPU memory
 # growth so trials sharing a GPU don't each grab all of it.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
+
+# Ray's authentication mode: "token" for the embedded Ray (``_token_auth``)
+AUTH_MODE = "RAY_AUTH_MODE"
 
 # Tune's limit on trials created ahead of a free worker, when the user set one
 _USER_PENDING = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
@@ -137,14 +146,18 @@ def _shipped_modules_first() -> None:
     )
 
 
-# Set by Ctrl-C while Tune runs (``_catch_ctrl_c``); read by the stopper where
-# it runs, the driver (Tune pickles the stopper, so it imports this, not a copy)
-CTRL_C = {"hit": False}
+# Ctrl-C, and the SIGTERM with which systemd, Kubernetes and CI runners stop a job
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# The signal (Ctrl-C or SIGTERM) that stopped the sweep while Tune ran, 0 while
+# none did (``_catch_stop_signals``); read by the stopper where it runs, the
+# driver (Tune pickles the stopper, so it imports this, not a copy)
+STOPPED = {"signal": 0}
 
 
 def _fatal_stopper() -> Any:
     """A Ray Tune stopper that ends the whole sweep on a trial's ``FATAL`` report
-    (and keeps its message), or after Ctrl-C (``CTRL_C``)."""
+    (and keeps its message), or after Ctrl-C or SIGTERM (``STOPPED``)."""
     from ray.tune import Stopper
 
     class _FatalStop(Stopper):
@@ -152,38 +165,62 @@ def _fatal_stopper() -> Any:
             self.message: str | None = None
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            from harness.sweep import CTRL_C
+            from harness.sweep import STOPPED
 
             if result.get(FATAL):
                 self.message = self.message or str(result[FATAL])
-            return bool(result.get(FATAL)) or CTRL_C["hit"]
+            return bool(result.get(FATAL)) or bool(STOPPED["signal"])
 
         def stop_all(self) -> bool:
-            from harness.sweep import CTRL_C
+            from harness.sweep import STOPPED
 
-            return self.message is not None or CTRL_C["hit"]
+            return self.message is not None or bool(STOPPED["signal"])
 
     return _FatalStop()
 
 
-def _catch_ctrl_c() -> Callable[[], None]:
-    """While Tune runs, Ctrl-C (SIGINT) sets ``CTRL_C`` instead of
-    raising wherever the main thread happens to be (inside Tune's loop it can be
-    lost); the stopper then ends the sweep, and ``run_sweep`` raises
-    ``KeyboardInterrupt`` once Ray is down. A second Ctrl-C raises at once.
-    Returns what restores the previous handler."""
-    CTRL_C["hit"] = False
+def _catch_stop_signals() -> Callable[[], None]:
+    """While Ray runs the sweep, Ctrl-C (SIGINT) or SIGTERM sets ``STOPPED``
+    instead of raising wherever the main thread happens to be (inside Tune's
+    loop it can be lost); the stopper then ends the sweep, and ``run_sweep``
+    sends the signal again once Ray is down (``_deliver``). A second one is
+    delivered at once. Returns what restores the previous handlers."""
+    STOPPED["signal"] = 0
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(s, handler)
 
     def handler(signum: int, frame: Any) -> None:
-        if CTRL_C["hit"]:
-            raise KeyboardInterrupt
-        CTRL_C["hit"] = True
+        if STOPPED["signal"]:
+            restore()
+            _deliver(signum)
+        STOPPED["signal"] = signum
 
-    signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    for s in STOP_SIGNALS:
+        signal.signal(s, handler)
+    return restore
+
+
+def _deliver(signum: int) -> None:
+    """Send ``signum`` to this process again, now that the caller's handlers are
+    back: Python's own raises ``KeyboardInterrupt`` for Ctrl-C, the CLI's raises
+    ``harness.cli_common.Terminated`` for SIGTERM, and SIGTERM's default ends the
+    process. ``KeyboardInterrupt`` if the handler returns (an ignored signal)."""
+    signal.raise_signal(signum)
+    raise KeyboardInterrupt
+
+
+def _sigterm_handler() -> Any:
+    """The caller's SIGTERM handler; None off the main thread (or one set
+    outside Python), where it cannot be put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
 
 
 def _guard_search(guard: Guard, progress: Any) -> Any:
@@ -253,14 +290,20 @@ def ray_address(address: str | None) -> str | None:
 
 
 def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[str] = ()) -> bool:
-    """Start embedded local Ray (dashboard off, bound to localhost) or join ``address``
+    """Start embedded local Ray (dashboard off, token auth on) or join ``address``
     (``--address``, or ``RAY_ADDRESS`` when that is set).
 
     Embedded Ray is started with ``address="local"``: a bare ``ray.init()`` would
     join a cluster that ``ray start`` left running on this machine.
     ``py_modules`` (a user's builder modules, ``harness.userref.shipped``) reach
     every worker through Ray's runtime environment, on a cluster's other
-    nodes too. Returns True when this call started Ray (so the caller shuts it down).
+    nodes too. Embedded Ray always requires Ray's token (``_token_auth``).
+
+    ``ray.init`` puts SIGTERM handlers of its own in place of the caller's (its
+    Python one exits 1; its core worker's C++ one first prints a stack dump on
+    the console): the caller's is put back once Ray has started, and a SIGTERM
+    while it starts goes to the caller's too. Returns True when this call
+    started Ray (so the caller shuts it down).
     """
     import ray
 
@@ -268,6 +311,32 @@ def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[st
         return False
     given = "--address" if address else "RAY_ADDRESS"
     address = ray_address(address)
+    sigterm = _sigterm_handler()
+    try:
+        _start_ray(address, given, verbose, py_modules)
+    except SystemExit:
+        # while Ray starts, only its own SIGTERM handlers exit (having stopped
+        # what it started): hand that SIGTERM to the caller's handler
+        if sigterm is None:
+            raise
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        signal.signal(signal.SIGTERM, sigterm)
+        _deliver(signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM before Ray set its handlers
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # what had started
+        raise
+    finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+    return True
+
+
+def _start_ray(address: str | None, given: str, verbose: bool, py_modules: Sequence[str]) -> None:
+    """``ray.init`` for ``init_ray``: join ``address``, else start embedded Ray."""
+    import ray
+
     kwargs: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": "INFO" if verbose else "ERROR",
@@ -287,6 +356,7 @@ def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[st
                 "from `ray get-auth-token`) here: see cluster/README.md"
             ) from None
     else:
+        _token_auth()
         ray.init(
             address="local",
             include_dashboard=False,
@@ -294,7 +364,31 @@ def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[st
             _node_ip_address="127.0.0.1",
             **kwargs,
         )
-    return True
+
+
+def _token_auth() -> None:
+    """Turn on Ray's token authentication for the Ray that lrbench starts.
+
+    Ray has done so by default since 2.59 (``RAY_AUTH_MODE`` unset: token),
+    but ``RAY_AUTH_MODE=disabled`` in the environment would turn it off
+    without a word, and anything that reaches the port could then run code
+    here. That setting is meant for joining older clusters (``--address``), so
+    it is overridden, with a note, rather than refused. Ray reads the token
+    from ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``,
+    which it writes on first use; its workers inherit the mode from here."""
+    from ray._raylet import Config
+
+    mode = os.environ.get(AUTH_MODE)
+    if mode is not None and mode.strip().lower() != "token":
+        print(
+            f"note: {AUTH_MODE}={mode} is ignored for lrbench's own Ray, which always "
+            "requires Ray's token; it still applies to a cluster joined with --address",
+            file=sys.stderr,
+        )
+    os.environ[AUTH_MODE] = "token"
+    # Ray's config may have read the mode already (an earlier Ray in this
+    # process): read it again, as Ray does when it turns token mode on itself
+    Config.initialize("")
 
 
 def check_data(grid: GridSpec, data: dict[str, Dataset]) -> None:
@@ -352,6 +446,25 @@ def shipped_modules(grid: GridSpec) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
+def check_same_resources(grid: GridSpec, stored: pd.DataFrame, shown: str) -> None:
+    """Refuse to add trials next to stored ones that ran with other per-trial
+    CPUs or GPUs: TensorFlow's thread pools and the device set their speed, so
+    their times would not compare. ``stored``: the store's trial rows."""
+    for key, now in (("cpus", grid.resources.cpus), ("gpus", grid.resources.gpus)):
+        if key not in stored or stored.empty:
+            continue
+        rows = stored[stored["status"] != TrialStatus.ERROR.value]
+        old = sorted(set(rows[key].dropna()) - {now})
+        if old:
+            raise GridError(
+                grid.source,
+                f"resources.{key}",
+                f"{now:g} per trial, but the {len(rows)} trials stored in {shown} ran with "
+                f"{', '.join(f'{v:g}' for v in old)} (their times would not compare); set it "
+                "back, or sweep into a new --out",
+            )
+
+
 def check_unchanged(
     grid: GridSpec, store: Store, data: dict[str, str], builders: dict[str, str]
 ) -> None:
@@ -362,6 +475,7 @@ def check_unchanged(
     stored = store.read_trials()
     if stored.empty:
         return
+    check_same_resources(grid, stored, store.shown())
     for column, key, now in (
         ("data_fingerprint", "dataset", data),
         ("builder_fingerprint", "builder", builders),
@@ -472,6 +586,9 @@ def _run_locked(
     options: RunOptions,
 ) -> SweepResult:
     address, data_dir, verbose = options.address, options.data_dir, options.verbose
+    migrated = migrate(store)  # older files to the current schema: one per directory
+    if migrated.rewritten:
+        print(f"note: {store.shown()}: {migrated.summary()}", file=sys.stderr)
     cells, pruned_at = stored_cells(trials, store)
     # the grid's pending trials, then the rechecks of the frontier guard; a
     # stored pruned trial that a grown grid (or an interrupted guard) puts on
@@ -499,7 +616,7 @@ def _run_locked(
     # thrown away with its temporary folder: take one every 10 minutes at most
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "600")
     started_ray = init_ray(address, verbose, shipped_modules(grid))
-    restore = _catch_ctrl_c()
+    restore = _catch_stop_signals()
     try:
         from ray import tune
 
@@ -568,18 +685,33 @@ def _run_locked(
             raise FatalError(message)
         _record_worker_failures(store, results)
     finally:
-        restore()
         if started_ray:
             import ray
 
             ray.shutdown()
-    if CTRL_C["hit"]:
-        raise KeyboardInterrupt
+        restore()  # once Ray is down: a signal while it stops is caught too
+    if STOPPED["signal"]:
+        _close_stopped(store, trials, stored, len(pending), started)
+        _deliver(STOPPED["signal"])
     result = replace(
         _result(store, trials, stored, len(pending), started), rechecked=guard.rechecks
     )
     store.close_run(result.wall_s, result.counts)
     return _compacted(store, result)
+
+
+def _close_stopped(
+    store: Store, trials: list[TrialSpec], stored: int, ran: int, started: float
+) -> None:
+    """End the manifest's entry of a run that Ctrl-C or SIGTERM stopped (its
+    wall time and counts), as a finished run's is ended. A store that cannot
+    be read or written now must not hide the signal: the entry then stays
+    open, as after a crash."""
+    if store.run_id is None:  # stopped before the run was recorded
+        return
+    with contextlib.suppress(Exception):
+        result = _result(store, trials, stored, ran, started)
+        store.close_run(result.wall_s, result.counts)
 
 
 def _compacted(store: Store, result: SweepResult) -> SweepResult:

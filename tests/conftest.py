@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from pathlib import Path
@@ -93,3 +94,55 @@ def real_sweep(tmp_path_factory) -> Path:
             assert result.unfinished == 0, result
             (base / "done").touch()
     return out
+
+
+# A local S3 server (moto): the stores on a non-local pyarrow filesystem.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "lrbench-test",
+    "AWS_SECRET_ACCESS_KEY": "lrbench-test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextlib.contextmanager
+def moto_s3(bucket: str):
+    """A local S3 server with ``bucket``, and the test credentials in this
+    process's environment (Ray workers started from it inherit them); yields
+    the server's port."""
+    from moto.server import ThreadedMotoServer
+    from pyarrow import fs
+
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    fs.S3FileSystem(
+        endpoint_override=f"http://{host}:{port}",
+        scheme="http",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    ).create_dir(bucket)
+    try:
+        yield port
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def s3_uri(bucket: str, port: int, key: str) -> str:
+    """An ``s3://`` URI of ``key`` in ``bucket`` on the local server at ``port``."""
+    endpoint = f"http://127.0.0.1:{port}"
+    return f"s3://{bucket}/{key}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A local S3 server with a bucket ``lrbench``; returns a function that makes
+    an ``s3://lrbench/<key>`` URI pointing at it."""
+    with moto_s3("lrbench") as port:
+        yield lambda key: s3_uri("lrbench", port, key)

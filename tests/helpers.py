@@ -214,3 +214,35 @@ def trials(rows: list[tuple], **common: Any) -> Any:
     df["steps_to_target"] = df["steps_to_target"].astype("Int64")
     df["started_at"] = pd.to_datetime(df["started_at"], utc=True)
     return df
+
+
+def session_pids(sid: int) -> list[int]:
+    """The live processes of session ``sid``: a command started with
+    ``start_new_session=True`` and the Ray processes it started (raylet,
+    workers), which a kill of the command alone leaves running until they
+    notice; one of them may still store a trial."""
+    from pathlib import Path
+
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def wait_session_gone(sid: int, timeout: float = 120) -> None:
+    """Wait for the processes of session ``sid`` to stop; kill what would not,
+    so that a rerun starts clean."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while session_pids(sid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in session_pids(sid):
+        os.kill(pid, signal.SIGKILL)

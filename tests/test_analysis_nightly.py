@@ -129,12 +129,15 @@ def test_environment_changes_are_listed_per_night(tmp_path):
     assert list(env.loc["versions.tensorflow"]) == ["2.21.0", "2.21.0", "2.22.0"]
 
 
-def test_a_corrupt_or_misplaced_partition_file_is_moved_aside(tmp_path, capsys):
+def test_a_corrupt_or_misplaced_partition_file_is_moved_aside_under_the_lock(tmp_path, capsys):
     history = history_of(tmp_path, quiet(2))
     root = tmp_path / "history" / "nights"
     (root / "date=2026-11-02" / "run99.parquet").write_bytes(b"PAR1 not parquet")
     (root / "run98.parquet").write_bytes(b"")
     assert set(history.read()["run_id"]) == {"run01", "run02"}
+    assert not (tmp_path / "history" / "quarantine").exists()  # a reader moves nothing
+    with history.locked("a night"):
+        assert set(history.read()["run_id"]) == {"run01", "run02"}
     warnings = capsys.readouterr().err
     assert "run99.parquet: corrupt or unreadable Parquet" in warnings
     assert "run98.parquet: not where a history file belongs" in warnings

@@ -326,29 +326,41 @@ def test_a_sweep_of_error_rows_or_none_yet(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resume_under_other_resources_is_shown_and_warned(write_grid, tmp_path):
-    """Trial ids do not change with ``[resources]``: a resume with more CPUs
-    keeps the stored trials, and the report says the sweep mixes conditions."""
+def test_a_resume_under_other_resources_is_refused_and_a_mixed_store_warned(write_grid, tmp_path):
+    """Trial ids do not change with ``[resources]``: a resume with more CPUs is
+    refused before it runs anything. A store that mixes them anyway (written
+    by an older lrbench, or assembled from two sweeps) is reported as mixing
+    conditions."""
+    import shutil
+
     text = """
         name = "mixed"
         datasets = [{ name = "mnist5k", train_size = 500 }]
         models = ["tiny_cnn"]
         optimizers = ["gd"]
-        lr = [1e-6, 2e-6]
+        lr = LRS
         [stop]
         budget_s = 3600
         max_epochs = 1
         [resources]
         cpus = CPUS
         """
-    out, report = tmp_path / "sweep", tmp_path / "report"
-    grid = write_grid(text.replace("CPUS", "1"))
+    out, other, report = tmp_path / "sweep", tmp_path / "other", tmp_path / "report"
+    grid = write_grid(text.replace("LRS", "[1e-6, 2e-6]").replace("CPUS", "1"))
     assert CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)]).exit_code == 0
     part = next((out / "trials").glob("part-*.parquet"))  # the finished sweep compacted
     pq.write_table(pq.read_table(part).slice(0, 1), part)  # one trial to run again
-    grid = write_grid(text.replace("CPUS", "2"))
-    result = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)])
-    assert "1 already stored, 1 run now" in result.output, result.output
+    grid = write_grid(text.replace("LRS", "[1e-6, 2e-6]").replace("CPUS", "2"))
+    refused = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)])
+    assert refused.exit_code == 2, refused.output
+    assert "resources.cpus: 2 per trial, but the 1 trials stored in" in refused.output
+    assert len(pd.read_parquet(out / "trials")) == 1
+
+    grid = write_grid(text.replace("LRS", "[2e-6]").replace("CPUS", "2"), name="other.toml")
+    assert CliRunner().invoke(app, ["sweep", str(grid), "--out", str(other)]).exit_code == 0
+    for folder in ("trials", "curves"):
+        for path in (other / folder).glob("part-*.parquet"):
+            shutil.copy(path, out / folder)
     trials = pd.read_parquet(out / "trials")
     assert sorted(trials.cpus) == [1.0, 2.0] and trials.data_fingerprint.nunique() == 1
 

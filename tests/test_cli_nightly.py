@@ -141,10 +141,12 @@ def test_bad_nightly_requests_are_one_line(tmp_path, write_grid):
     bad = tmp_path / "history" / "nights" / "date=2026-11-02" / "run02.parquet"
     bad.write_bytes(b"not parquet at all")
     result = runner.invoke(app, ["nightly", "--history", history.out, "--compare-only"])
-    # a corrupt night is moved aside, said in one line, and the rest is judged
+    # a corrupt night is said in one line, and the rest is judged; a judgement
+    # only reads, so the file stays where it is
     assert result.exit_code == 0, result.output
     assert f"warning: {bad}: corrupt or unreadable Parquet" in result.output
-    assert "Night `run01`" in result.output and not bad.exists()
+    assert "skipped, and left in place" in result.output
+    assert "Night `run01`" in result.output and bad.exists()
 
 
 def test_the_shipped_nightly_grid_and_schedules():

@@ -86,12 +86,15 @@ def test_sweep_with_no_trials_yet(tmp_path):
     assert line.endswith("no trials stored yet (trials/ is empty)")
 
 
-def test_a_corrupt_parquet_file_is_named_and_moved_aside(store_dir):
+def test_a_corrupt_parquet_file_is_named_and_left_for_a_writer_to_move(store_dir):
     bad = store_dir / "curves" / "ffffffffffffffff.parquet"
     bad.write_bytes(b"PAR1 not really parquet PAR1")
     result = runner.invoke(app, ["report", str(store_dir)])
     assert result.exit_code == 0, result.output
     assert f"warning: {bad}: corrupt or unreadable Parquet" in result.output
+    assert bad.exists() and not (store_dir / "quarantine").exists()  # a report only reads
+    compacted = runner.invoke(app, ["compact", str(store_dir)])  # a writer moves it
+    assert compacted.exit_code == 0, compacted.output
     assert not bad.exists() and list((store_dir / "quarantine" / "curves").iterdir())
 
 

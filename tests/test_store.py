@@ -51,7 +51,9 @@ def test_empty_store_reads_as_empty_tables(tmp_path):
     assert store.finished() == {} and store.read_manifest() is None
 
 
-def test_unreadable_files_are_moved_aside_and_their_trials_run_again(tmp_path, capsys):
+def _damaged(tmp_path):
+    """A store of three trials: one intact, one whose row lost its footer,
+    one whose curve is empty; and a stray text file among the rows."""
     store = Store(str(tmp_path))
     kept, lost_row, lost_curve = (helpers.outcome(lr=lr) for lr in (0.01, 0.02, 0.03))
     for outcome in (kept, lost_row, lost_curve):
@@ -60,21 +62,45 @@ def test_unreadable_files_are_moved_aside_and_their_trials_run_again(tmp_path, c
     row.write_bytes(row.read_bytes()[:-40])  # truncated: the footer is gone
     (tmp_path / "curves" / f"{lost_curve.record.trial_id}.parquet").write_bytes(b"")
     (tmp_path / "trials" / "notes.txt").write_text("a stray file")
+    return store, kept, lost_row, lost_curve
 
+
+def _files(tmp_path):
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_a_reader_without_the_lock_skips_corrupt_files_and_moves_nothing(tmp_path, capsys):
+    store, kept, lost_row, lost_curve = _damaged(tmp_path)
+    before = _files(tmp_path)
     assert set(store.finished()) == {kept.record.trial_id, lost_curve.record.trial_id}
     assert set(store.read_curves()["trial_id"]) == {kept.record.trial_id}
-    assert set(store.finished()) == {kept.record.trial_id}  # both lost trials run again
+    store.read_curves()  # each corrupt file is reported once
+    assert _files(tmp_path) == before  # a report or an export moves nothing
     warnings = capsys.readouterr().err.strip().splitlines()
-    assert len(warnings) == 4, warnings  # the row, the stray file, the curve and its row
+    assert len(warnings) == 3, warnings  # the row, the stray file, the curve
+    assert all("skipped, and left in place" in w for w in warnings)
+
+
+def test_under_the_lock_corrupt_files_move_aside_with_their_pair_and_run_again(tmp_path, capsys):
+    store, kept, lost_row, lost_curve = _damaged(tmp_path)
+    row = tmp_path / "trials" / f"{lost_row.record.trial_id}.parquet"
+    with store.locked("a test"):
+        assert set(store.finished()) == {kept.record.trial_id, lost_curve.record.trial_id}
+        assert set(store.read_curves()["trial_id"]) == {kept.record.trial_id}
+        assert set(store.finished()) == {kept.record.trial_id}  # both lost trials run again
+    warnings = capsys.readouterr().err.strip().splitlines()
+    # the row and its curve, the stray file, the curve and its row
+    assert len(warnings) == 5, warnings
     assert all(w.startswith("warning: ") and "moved to" in w for w in warnings)
     assert any(f"{row}: corrupt or unreadable Parquet" in w for w in warnings)
     assert any("notes.txt: not a Parquet file" in w for w in warnings)
     moved = sorted(p.name.split(".")[0] for p in (tmp_path / "quarantine").rglob("*.*"))
-    assert moved == sorted(
-        [lost_row.record.trial_id, lost_curve.record.trial_id, lost_curve.record.trial_id, "notes"]
-    )  # nothing deleted
+    lost = [lost_row.record.trial_id, lost_curve.record.trial_id] * 2
+    assert moved == sorted([*lost, "notes"])  # nothing deleted
+    assert not (tmp_path / "curves" / row.name).exists()  # no old curve left for the rerun
     store.write_trial(lost_row)  # the rerun
     assert set(store.finished()) == {kept.record.trial_id, lost_row.record.trial_id}
+    assert len(store.read_curves(trial_ids={lost_row.record.trial_id})) == len(lost_row.curve)
 
 
 def test_a_file_of_another_schema_is_refused_not_moved(tmp_path):
@@ -161,3 +187,26 @@ def test_local_writes_leave_no_temporary_file_and_are_synced(tmp_path, monkeypat
     Store(str(tmp_path)).write_trial(helpers.outcome())
     assert len(synced) == 4  # each of the two files, then its directory's rename
     assert not [p for p in tmp_path.rglob(".*")]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_footer_that_does_not_decode_is_corrupt_whatever_pyarrow_raises(tmp_path, seed):
+    """pyarrow raises ArrowInvalid for some broken footers and OSError (thrift)
+    for others, as it does for a dropped connection: each is found corrupt by
+    decoding the file's bytes in memory, and set aside under the lock."""
+    import random
+
+    store = Store(str(tmp_path))
+    kept, broken = helpers.outcome(lr=0.01), helpers.outcome(lr=0.02)
+    store.write_trial(kept)
+    store.write_trial(broken)
+    row = tmp_path / "trials" / f"{broken.record.trial_id}.parquet"
+    data = bytearray(row.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    rng = random.Random(seed)
+    start = len(data) - 8 - footer + rng.randrange(footer // 2)
+    data[start : start + 24] = bytes(rng.randrange(256) for _ in range(24))
+    row.write_bytes(bytes(data))
+    with store.locked("a test"):
+        assert set(store.finished()) == {kept.record.trial_id}
+    assert not row.exists()

@@ -3,7 +3,6 @@ by moto's S3-compatible server (pyarrow's own S3 client talks HTTP to it)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import pandas as pd
@@ -22,43 +21,6 @@ from tests.helpers import CELLS, commit_night
 
 runner = CliRunner()
 SECRET = "do-not-show-0123456789"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "lrbench-test",
-    "AWS_SECRET_ACCESS_KEY": "lrbench-test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """A local S3 server with a bucket ``lrbench``; returns a function that makes
-    an ``s3://lrbench/<key>`` URI pointing at it. The credentials go into this
-    process's environment, so Ray workers started from it inherit them."""
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    fs.S3FileSystem(
-        endpoint_override=endpoint, scheme="http", region="us-east-1", allow_bucket_creation=True
-    ).create_dir("lrbench")
-    try:
-        yield (
-            lambda key: (
-                f"s3://lrbench/{key}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
-            )
-        )
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_child_keeps_a_uris_query_last():
@@ -84,8 +46,12 @@ def test_the_store_round_trips_on_s3_and_quarantines_a_corrupt_object(s3, capsys
     with store.fs.open_output_stream(f"{store.root}/trials/bad.parquet") as sink:
         sink.write(b"PAR1 not parquet")
     assert len(store.read_trials()) == 2
+    assert not store.has("quarantine")  # a reader without the lease moves nothing
+    with store.locked("a test"):
+        assert len(store.read_trials()) == 2
     err = capsys.readouterr().err
     assert "lrbench/unit/trials/bad.parquet?" in err and ": corrupt or unreadable Parquet" in err
+    assert not store.has(".lock")  # the lease is gone with its holder
     moved = store.entries("quarantine", recursive=True)
     assert [m.base_name.split(".")[0] for m in moved if m.type.name == "File"] == ["bad"]
 

@@ -202,7 +202,10 @@ def test_missing_results_directory(tmp_path):
 def test_unwritable_logdir(hand_dir, tmp_path):
     (tmp_path / "file").write_text("")
     line = error_line(export(str(hand_dir), "--tensorboard", str(tmp_path / "file" / "tb")))
-    assert line.startswith(f"error: {tmp_path / 'file' / 'tb'}: cannot create the logdir")
+    assert line == (
+        f"error: --tensorboard {tmp_path / 'file' / 'tb'}: is below the file "
+        f"{tmp_path / 'file'}, not a directory"
+    )
 
 
 def test_report_page_says_how_to_browse(tmp_path):

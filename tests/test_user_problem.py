@@ -197,3 +197,42 @@ def test_a_grown_sweep_after_the_builder_changed_is_refused(project, tmp_path):
     assert lines[0].endswith("restore that module, or sweep into a new --out"), lines[0]
     assert stored(copy / "out") == before
     assert not (copy / "out" / ".lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "data",
+            "error: grid.toml: datasets[0]: dataset 'pictures' changed since the 4 trials "
+            "stored in out ran (fingerprint ",
+        ),
+        (
+            "resources",
+            "error: grid.toml: resources.cpus: 2 per trial, but the 4 trials stored in out "
+            "ran with 1 (their times would not compare); set it back, or sweep into a new --out",
+        ),
+    ],
+)
+def test_a_grown_sweep_on_other_data_or_resources_is_refused(project, tmp_path, change, message):
+    """On a copy of the project: the loader draws other pictures, or each trial
+    asks for another CPU count, and the grid gains one LR; the sweep stops
+    before any trial, in one line naming what changed, and stores nothing."""
+    copy = tmp_path / "userproj"
+    shutil.copytree(project, copy)
+    before = stored(copy / "out")
+    grid = copy / "grid.toml"
+    text = grid.read_text().replace("lr = [0.01, 0.3]", "lr = [0.01, 0.1, 0.3]")
+    if change == "data":
+        data = copy / "mynets" / "data.py"
+        data.write_text(data.read_text().replace("default_rng(7)", "default_rng(8)"))
+    else:
+        text += "\n[resources]\ncpus = 2\n"
+    grid.write_text(text)
+    done = lrbench(copy, "sweep", "grid.toml", "--out", "out")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), done.stderr
+    assert stored(copy / "out") == before
+    assert not (copy / "out" / ".lock").exists()
