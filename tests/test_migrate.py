@@ -262,7 +262,7 @@ def test_a_migration_killed_midway_is_finished_by_the_next(tmp_path, monkeypatch
         pd.testing.assert_frame_equal(a, shown(b))
 
 
-def test_a_store_on_s3_is_migrated(s3):  # noqa: F811
+def test_a_store_on_s3_is_migrated(s3):
     uri = s3("migrate")
     store = Store(uri, grid_json=GRID)
     for lr in (0.01, 0.1):
