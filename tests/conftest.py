@@ -105,33 +105,42 @@ CREDENTIALS = {
 
 
 @contextlib.contextmanager
-def moto_s3(bucket: str):
-    """A local S3 server with ``bucket``, and the test credentials in this
-    process's environment (Ray workers started from it inherit them); yields
-    the server's port."""
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs.S3FileSystem(
-        endpoint_override=f"http://{host}:{port}",
-        scheme="http",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    ).create_dir(bucket)
+def environment(values: dict[str, str]):
+    """``values`` in this process's environment (Ray workers started from it
+    inherit them) while the block runs; the previous values after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        yield port
+        yield
     finally:
-        server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def moto_s3(bucket: str):
+    """A local S3 server with ``bucket``, and the test credentials in the
+    environment; yields the server's port."""
+    from moto.server import ThreadedMotoServer
+    from pyarrow import fs
+
+    with environment(CREDENTIALS):
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        fs.S3FileSystem(
+            endpoint_override=f"http://{host}:{port}",
+            scheme="http",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        ).create_dir(bucket)
+        try:
+            yield port
+        finally:
+            server.stop()
 
 
 def s3_uri(bucket: str, port: int, key: str) -> str:

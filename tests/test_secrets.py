@@ -11,7 +11,6 @@ pages are compressed)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import textwrap
 import tomllib
@@ -34,6 +33,7 @@ from harness.records import FinderOutcome, FinderPoint, TrialStatus
 from harness.specs import FinderParams, FinderSpec
 from harness.store import Store
 from tests import helpers
+from tests.conftest import environment
 
 runner = CliRunner()
 
@@ -172,36 +172,30 @@ def s3():
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    saved = {k: os.environ.get(k) for k in wrong}
-    os.environ.update(wrong)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    iam = boto3.client("iam", endpoint_url=endpoint)
-    iam.create_user(UserName="lrbench")
-    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
-    allow = {"Version": "2012-10-17", "Statement": [everything]}
-    iam.put_user_policy(UserName="lrbench", PolicyName="all", PolicyDocument=json.dumps(allow))
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lrbench")
+    with environment(wrong):
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        iam = boto3.client("iam", endpoint_url=endpoint)
+        iam.create_user(UserName="lrbench")
+        everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+        allow = {"Version": "2012-10-17", "Statement": [everything]}
+        iam.put_user_policy(UserName="lrbench", PolicyName="all", PolicyDocument=json.dumps(allow))
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lrbench")
 
-    def new_key() -> tuple[str, str]:
-        key = iam.create_access_key(UserName="lrbench")["AccessKey"]
-        return key["AccessKeyId"], key["SecretAccessKey"]
+        def new_key() -> tuple[str, str]:
+            key = iam.create_access_key(UserName="lrbench")["AccessKey"]
+            return key["AccessKeyId"], key["SecretAccessKey"]
 
-    keys = [new_key(), new_key()]  # made before authentication is on
-    before = settings.INITIAL_NO_AUTH_ACTION_COUNT
-    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # every request from now on is checked
-    try:
-        yield endpoint, keys
-    finally:
-        settings.INITIAL_NO_AUTH_ACTION_COUNT = before
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        keys = [new_key(), new_key()]  # made before authentication is on
+        before = settings.INITIAL_NO_AUTH_ACTION_COUNT
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # every request from now on is checked
+        try:
+            yield endpoint, keys
+        finally:
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = before
+            server.stop()
 
 
 def needles(keys: list[tuple[str, str]]) -> list[bytes]:
