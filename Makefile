@@ -3,6 +3,9 @@
 #                 the LR range test for its optimizers, then the report
 #                 (figures, tables, index.html)
 #   make test   - local virtualenv, install, run the whole test suite (slow tests too)
+# and, for the inner loop:
+#   make test-fast  - the unit tests only: no Ray, no training (about a minute)
+#   make lint       - ruff and the mypy type check
 # and, on any results:
 #   make notebook RESULTS=results/paper   - run analysis/analysis.ipynb with papermill
 
@@ -14,7 +17,7 @@ OUT ?= results/smoke
 RESULTS ?= $(OUT)
 NOTEBOOK_OUT ?= $(firstword $(RESULTS))/report/analysis.ipynb
 
-.PHONY: install demo test test-floors lint notebook clean-venv
+.PHONY: install demo test test-fast test-floors lint notebook clean-venv
 
 # constraints.txt pins the versions the tests pass with; pyproject.toml's floors
 # stay loose for users (test-floors checks them).
@@ -42,6 +45,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The unit tier: every test not marked slow (no Ray, no training)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+
 # The floors of pyproject.toml, installed as they are (constraints-floors.txt) in
 # their own virtualenv, against the fast tests: each floor is a version the code
 # works with.
@@ -52,8 +59,11 @@ test-floors:
 	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints-floors.txt -e ".[dev]"
 	$(FLOORS_VENV)/bin/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
+LINTED := lrbench harness analysis tests benchmarks examples
 lint: $(STAMP)
-	$(BIN)/ruff check harness analysis tests benchmarks examples
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 clean-venv:
 	rm -rf $(VENV)

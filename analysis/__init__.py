@@ -1,15 +1,17 @@
-"""Analysis of lrbench results: pure DataFrame functions (``labels``: series and
-their names; ``cells``: cells, bands, best LRs; ``tables``: the report's
-summaries; ``scaling``, ``shifts``, ``devices``, ``finder``, ``nightly*``), thin
-plotting on a shared kit (``plotkit``, ``plots``, ``*_plots``), the report folder
-(``report``, ``report_page``) and the one loader that reads results directories
-(``load``). Needs neither Ray nor TensorFlow."""
+"""Analysis of lrbench results: pure DataFrame functions and thin plotting, no Ray
+and no TensorFlow. ``load`` reads results directories; ``labels`` names series;
+``cells`` finds cells, bands and best LRs; ``tables`` makes the summaries;
+``display`` formats them for the console; ``plotkit`` is the shared figure kit;
+``bestlr`` chooses a grid's LRs from an earlier sweep; ``replay`` replays pruning
+rules on stored curves. The folders: ``report/`` (the report folder and its
+figures), ``finder/`` (the LR range test read back) and ``nightly/`` (a night
+judged and its trend report)."""
 
 from __future__ import annotations
 
 from analysis.display import display_tables
 from analysis.load import Results, load_results
-from analysis.report import Report, build_figures, build_tables, write_report
+from analysis.report.writer import Report, build_figures, build_tables, write_report
 
 __all__ = [
     "Report",

@@ -1,7 +1,7 @@
 """``lr = { best = DIR }``: each optimizer's best learning rates in an earlier
 sweep's trials, by the analysis' own rule (``ranked_lrs``: fastest median time
 to target among the cells that succeed; ties to fewer steps, then to the lower
-LR). A pure function of the grid and a trials DataFrame; ``harness.prepare``
+LR). A pure function of the grid and a trials DataFrame; ``lrbench.compose``
 reads the earlier sweep and calls it."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from harness.errors import GridError
-from harness.records import TrialStatus
-from harness.specs import ChosenLr, GridSpec, Skipped, kwargs_json
+from harness.grid.specs import ChosenLr, GridSpec, Skipped, kwargs_json
+from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from analysis.labels import labelled
-from harness.records import STATUSES, TrialStatus
-from harness.specs import SETUP_FIELDS
+from harness.grid.specs import SETUP_FIELDS
+from harness.store.records import STATUSES, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +33,7 @@ _BEST_COLUMNS = ["best_lr", "best_time_s", "best_steps", "best_success_rate"]
 
 
 # The columns that make a stored trial's series in the frontier guard's sense
-# (harness.frontier): every field of its trial id but the LR, within one source
+# (harness.rules.frontier): every field of its trial id but the LR, within one source
 GUARD_SERIES = [
     "source",
     *(f for f in SETUP_FIELDS if f != "sweep"),
@@ -64,7 +64,7 @@ def guard_view(trials: pd.DataFrame) -> pd.DataFrame:
     reached cells of one series)."""
     import pandas as pd
 
-    from harness.frontier import Cell, unguarded
+    from harness.rules.frontier import Cell, unguarded
 
     df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
     df = df[df["status"] != TrialStatus.ERROR.value]

@@ -13,8 +13,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from harness.models import REFERENCE_OPTIMIZERS
-from harness.specs import parse_kwargs
+from harness.grid.specs import REFERENCE_OPTIMIZERS, parse_kwargs
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,6 +1,6 @@
 """Load one or more results directories for analysis.
 
-This is the analysis side's only way in: it reads through ``harness.store``
+This is the analysis side's only way in: it reads through ``harness.store.results``
 (which validates every file against the results schema) and needs nothing but
 the results directory: no Ray, no TensorFlow, nothing from the machine that
 ran the sweep.
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
-from harness.location import redact
-from harness.store import FINDER, MANIFEST, TRIALS, Store
+from harness.store.location import redact
+from harness.store.results import FINDER, MANIFEST, TRIALS, Store
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from analysis.labels import fmt_lr
-from harness.records import TrialStatus
+from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -79,7 +79,7 @@ def log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def figure(nrows: int, ncols: int, w: float = PANEL_W, h: float = PANEL_H) -> tuple[Figure, list]:
+def figure(nrows: int, ncols: int, w: float = PANEL_W, h: float = PANEL_H) -> tuple[Figure, Any]:
     """A themed figure of ``nrows`` x ``ncols`` panels (always a 2-D list), with room
     on the right for the legend."""
     import matplotlib.pyplot as plt

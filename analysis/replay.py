@@ -1,8 +1,8 @@
 """``lrbench replay``: what a pruning rule would have done to a sweep that ran
 unpruned, decided by the same function the live stop rule calls
-(``harness.pruning.prune_check``) on every prefix of each stored curve; and,
+(``harness.rules.pruning.prune_check``) on every prefix of each stored curve; and,
 with ``guard``, what the frontier guard would then have run again in full,
-decided by the same function the live sweep calls (``harness.frontier.frontier``).
+decided by the same function the live sweep calls (``harness.rules.frontier.frontier``).
 
 Pure: the trials and curves DataFrames of ``analysis.load`` in, tidy frames out.
 """
@@ -13,10 +13,10 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from analysis.cells import guard_series
-from harness.frontier import Cell, frontier
-from harness.pruning import prune_check
-from harness.records import CurvePoint, TrialStatus
-from harness.specs import StopRule
+from harness.grid.specs import StopRule
+from harness.rules.frontier import Cell, frontier
+from harness.rules.pruning import prune_check
+from harness.store.records import CurvePoint, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -24,7 +24,7 @@ from analysis.cells import (
     span,
 )
 from analysis.labels import AXES, labelled
-from harness.records import STATUSES, TrialStatus
+from harness.store.records import STATUSES, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd

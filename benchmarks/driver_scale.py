@@ -2,7 +2,7 @@
 
 Each size is a grid of ``tiny_cnn`` on the bundled ``mnist5k`` (5 optimizers x
 200 log-spaced LRs x size/1,000 seeds) swept through the real driver
-(``harness.sweep.run_sweep``: the store, the optimizer/model check, data
+(``harness.sweep.driver.run_sweep``: the store, the optimizer/model check, data
 loading, embedded Ray and Ray Tune) with a trainer that does no training:
 ``no_train``, passed as ``run_sweep``'s ``runner`` (only this benchmark does).
 It sleeps ``--trial-ms`` (default 0) and returns a realistic outcome, the same
@@ -74,8 +74,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
-from harness.specs import TrialSpec
+from harness.grid.specs import TrialSpec
+from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 LRBENCH = str(Path(sys.executable).parent / "lrbench")
@@ -115,14 +115,14 @@ POINTS = 5
 
 
 def no_train(spec: TrialSpec, data: Any, *, cpus: float = 1.0, gpus: float = 0.0) -> TrialOutcome:
-    """A trial that does not train (``harness.sweep.Runner``): sleeps ``TRIAL_S``
+    """A trial that does not train (``harness.sweep.driver.Runner``): sleeps ``TRIAL_S``
     and returns the outcome a trial at this LR plausibly has, the same each
     time. Its ``wall_s`` is the real time this function took."""
     wall_start = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="microseconds")
     if TRIAL_S:
         time.sleep(TRIAL_S)
-    from harness import sysinfo
+    from harness.trial import sysinfo
 
     log_lr = math.log10(spec.lr)
     jitter = (zlib.crc32(spec.trial_id.encode()) % 1000) / 1000  # fixed per trial
@@ -198,10 +198,10 @@ def drive(grid_path: str, out: str, trial_ms: float, points: int) -> None:
     global TRIAL_S, POINTS
     TRIAL_S, POINTS = trial_ms / 1000, points
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from harness.prepare import prepare_grid
-    from harness.sweep import run_sweep
+    from harness.sweep.driver import RunOptions, run_sweep
+    from lrbench.compose import prepare_grid
 
-    result = run_sweep(prepare_grid(grid_path), out, runner=no_train)
+    result = run_sweep(prepare_grid(grid_path), out, RunOptions(runner=no_train))
     usage = resource.getrusage(resource.RUSAGE_SELF)  # this process alone
     print(
         "DRIVE "
@@ -229,9 +229,9 @@ def fill(grid_path: str, out: str, points: int) -> None:
     POINTS = points
     from concurrent.futures import ThreadPoolExecutor
 
-    from harness.data import load_grid_data
-    from harness.prepare import prepare_grid
-    from harness.store import Store
+    from harness.store.results import Store
+    from harness.trial.data import load_grid_data
+    from lrbench.compose import prepare_grid
 
     grid = prepare_grid(grid_path)
     trials = grid.expand()
@@ -291,7 +291,7 @@ def drive_result(text: str) -> dict[str, Any]:
 def stored_times(out: str, ids: set[str] | None = None) -> tuple[int, float, float, float]:
     """Of the stored trials (those in ``ids`` when given): how many, their summed
     ``wall_s``, the first start and the last end (epoch seconds)."""
-    from harness.store import Store
+    from harness.store.results import Store
 
     df = Store(out).read_trials()
     if ids is not None:
@@ -304,7 +304,7 @@ def stored_times(out: str, ids: set[str] | None = None) -> tuple[int, float, flo
 def workers(out: str) -> int:
     """Trials that could run at once in the last run: the cluster's CPUs over the
     grid's CPUs per trial (both from the store's manifest)."""
-    from harness.store import Store
+    from harness.store.results import Store
 
     manifest = Store(out).read_manifest() or {}
     cpus = manifest["runs"][-1].get("cluster_resources", {}).get("CPU", os.cpu_count() or 1)
@@ -387,7 +387,7 @@ def after_sweep(
 
 
 def stored_ids(out: str) -> list[str]:
-    from harness.store import Store
+    from harness.store.results import Store
 
     return Store(out).read_trials()["trial_id"].tolist()
 

@@ -3,7 +3,7 @@
 1. The naive way, as the reference experiment ran it: a serial loop over the
    trials, one at a time, no divergence stop and no pruning: every trial that
    does not reach the target trains to its time budget (or its
-   ``max_epochs``). It runs ``harness.trial.run_trial`` with a stop rule that
+   ``max_epochs``). It runs ``harness.trial.train.run_trial`` with a stop rule that
    only knows "reached" and "budget", with the thread count a sweep trial gets
    (the grid's ``[resources] cpus``), so that a trial at the edge of a
    wall-clock budget has the same speed both ways.
@@ -52,11 +52,11 @@ NAIVE_LOOP = """
 import json, math, os, sys
 from dataclasses import replace
 
-import harness.trial
-from harness.data import load_dataset
-from harness.grid import load_grid
-from harness.records import TrialStatus
-from harness.tracker import StopTracker
+import harness.trial.train
+from harness.trial.data import load_dataset
+from harness.grid.parse import load_grid
+from harness.store.records import TrialStatus
+from harness.rules.tracker import StopTracker
 
 
 class NaiveTracker(StopTracker):
@@ -69,14 +69,16 @@ class NaiveTracker(StopTracker):
             self.status = TrialStatus.BUDGET
 
 
-harness.trial.StopTracker = NaiveTracker
+harness.trial.train.StopTracker = NaiveTracker
 grid = load_grid(sys.argv[1])
 data, out = {}, {}
 for spec in grid.expand():
     if spec.dataset not in data:
         data[spec.dataset] = load_dataset(spec.dataset, grid.data_dir)
     naive = replace(spec, stop=replace(spec.stop, diverge_factor=math.inf, prune=None))
-    record = harness.trial.run_trial(naive, data[spec.dataset], cpus=grid.resources.cpus).record
+    record = harness.trial.train.run_trial(
+        naive, data[spec.dataset], cpus=grid.resources.cpus
+    ).record
     out[spec.trial_id] = {"status": record.status.value, "train_s": record.train_s}
 json.dump(out, open(sys.argv[2], "w"))
 """
@@ -85,8 +87,8 @@ PRUNED_SWEEP = """
 import sys
 from dataclasses import replace
 
-from harness.grid import load_grid
-from harness.sweep import run_sweep
+from harness.grid.parse import load_grid
+from harness.sweep.driver import run_sweep
 
 grid = load_grid(sys.argv[1])
 run_sweep(replace(grid, stop=replace(grid.stop, prune=sys.argv[3])), sys.argv[2])
@@ -124,7 +126,7 @@ def _with_lrs(grid_file: Path, n: int, tmp: str) -> Path:
     """A copy of ``grid_file`` with ``n`` log-spaced LRs over its own range."""
     import re
 
-    from harness.grid import load_grid
+    from harness.grid.parse import load_grid
 
     lrs = load_grid(grid_file).lrs
     text = grid_file.read_text()
@@ -144,8 +146,8 @@ def main() -> None:
     parser.add_argument("--keep", help="keep the sweeps' results directories under this folder")
     args = parser.parse_args()
 
-    from harness.grid import load_grid
-    from harness.store import Store
+    from harness.grid.parse import load_grid
+    from harness.store.results import Store
 
     runs = {}
     with tempfile.TemporaryDirectory(prefix="lrbench-cost-") as tmp:

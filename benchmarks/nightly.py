@@ -29,8 +29,8 @@ def night_trials(rng: random.Random, started):
     diverge."""
     import pandas as pd
 
-    from harness.grid import load_grid
-    from harness.records import TrialRecord, TrialStatus
+    from harness.grid.parse import load_grid
+    from harness.store.records import TrialRecord, TrialStatus
 
     grid = load_grid(ROOT / "grids" / "nightly.toml")
     rows = []
@@ -83,9 +83,9 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from analysis import nightly_report
-    from analysis.nightly import Rules, judge
-    from harness.history import History
+    from analysis.nightly import render
+    from analysis.nightly.judge import Rules, judge
+    from harness.store.history import History
 
     rules = Rules()
     rows = []
@@ -103,7 +103,7 @@ def main() -> None:
             judgement = judge(frame, rules)
             judge_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            nightly_report.write(history, judgement, rules)
+            render.write(history, judgement, rules)
             report_s = time.perf_counter() - t0
             rows.append((length, len(frame), commit_s, read_s, judge_s, report_s))
     print(f"{'nights':>7} {'rows':>7} {'commit s':>9} {'read s':>8} {'judge s':>8} {'report s':>9}")

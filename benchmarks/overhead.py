@@ -1,7 +1,7 @@
 """Harness overhead, measured side by side in one run.
 
 1. The smoke grid two ways: a plain serial Python loop calling the same trial
-   function (``harness.trial.run_trial``, TensorFlow on every core), and
+   function (``harness.trial.train.run_trial``, TensorFlow on every core), and
    ``lrbench sweep`` (Ray Tune on embedded local Ray). Both are whole commands
    in fresh processes, timed from start to exit. Prints both wall times and
    their ratio, and the sweep's **parallel efficiency**: its trials' summed
@@ -14,7 +14,7 @@
 2. A trial's fixed cost in the sweep: the median harness overhead (wall -
    train - startup - validation) plus the median startup (model build,
    compile, first traced step), target < 0.3 s together; and how many trials
-   reused a worker's compiled model (``harness.reuse``), with the medians of
+   reused a worker's compiled model (``harness.trial.reuse``), with the medians of
    each kind. Validation is printed on its own line: it is a measurement the
    trial makes at every epoch end (the curve's ``val_acc``), so its cost grows
    with the trial's epochs instead of being fixed; the sum with it is printed
@@ -23,9 +23,9 @@
 3. In-trial throughput: training examples/s inside a trial against bare
    ``model.fit`` on the same model, data, batch size, loss and thread count,
    alternated ``--repeats`` times (target >= 85 %). Both train the grid's
-   first trial (its model, built by ``harness.models.build_model``, a user's
-   builder included, on its dataset from ``harness.data.load_grid_data``) with
-   Adam at 1e-3, compiled as ``harness.trial.build_compiled`` compiles every
+   first trial (its model, built by ``harness.trial.models.build_model``, a user's
+   builder included, on its dataset from ``harness.trial.data.load_grid_data``) with
+   Adam at 1e-3, compiled as ``harness.trial.train.build_compiled`` compiles every
    trial; bare ``fit`` gets the inputs scaled as the trial's pipeline scales
    them. The trial keeps the grid's stop metric, window and check interval,
    with a target of 1.0 and no budget or divergence stop. A second baseline,
@@ -59,9 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SERIAL_LOOP = """
 import os, sys
 from harness import userref
-from harness.data import load_grid_data
-from harness.grid import load_grid
-from harness.trial import run_trial
+from harness.trial.data import load_grid_data
+from harness.grid.parse import load_grid
+from harness.trial.train import run_trial
 
 grid = load_grid(sys.argv[1])
 userref.add_to_path(userref.search_dirs(grid.source))  # a user's builder imports here
@@ -75,9 +75,9 @@ THROUGHPUT = """
 import json, sys, time
 from dataclasses import replace
 from harness import userref
-from harness.grid import load_grid
-from harness.specs import CONSTANT_SCHEDULE
-from harness.trial import (
+from harness.grid.parse import load_grid
+from harness.grid.specs import CONSTANT_SCHEDULE
+from harness.trial.train import (
     build_compiled, configure_threads, make_dataset, run_trial, sparse_labels,
 )
 
@@ -85,7 +85,7 @@ grid = load_grid(sys.argv[1])
 epochs, repeats = int(sys.argv[2]), int(sys.argv[3])
 threads = configure_threads(grid.resources.cpus)
 import keras
-from harness.data import load_grid_data
+from harness.trial.data import load_grid_data
 
 userref.add_to_path(userref.search_dirs(grid.source))  # a user's builder imports here
 first = grid.expand()[0]
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from harness.grid import load_grid
+    from harness.grid.parse import load_grid
 
     grid = load_grid(ROOT / args.grid)
     n = len(grid.expand())
@@ -178,7 +178,7 @@ def main() -> None:
 
 def _sweep_overhead(args: argparse.Namespace, grid: Any) -> None:
     """Parts 1 and 2: the serial loop and the sweep, and a trial's fixed cost."""
-    from harness.store import Store
+    from harness.store.results import Store
 
     serial_wall = None
     if not args.skip_serial:

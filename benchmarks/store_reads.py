@@ -30,7 +30,7 @@ READS = ("finished", "read_trials", "read_curves")
 PROBE = """
 import sys, time
 sys.path.insert(0, {src!r})
-from harness.store import Store
+from harness.store.results import Store
 store = Store({out!r})
 started = time.perf_counter()
 value = getattr(store, {read!r})()
@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, HERE)
     from benchmarks.store_scale import outcome, specs, write_store
-    from harness.store import Store
+    from harness.store.results import Store
 
     out = os.path.join(tempfile.mkdtemp(prefix="lrbench-store-reads-"), "store")
     write_store(out, args.trials, args.points, threads=8)

@@ -30,10 +30,10 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness.grid import parse_grid
-from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
-from harness.specs import TrialSpec
-from harness.store import Store
+from harness.grid.parse import parse_grid
+from harness.grid.specs import TrialSpec
+from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
+from harness.store.results import Store
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lrbench-bench",
@@ -128,7 +128,7 @@ def timed(fn) -> tuple[float, object]:
 def measure(out: str, report_dir: str) -> tuple[float, float, int]:
     """Seconds of ``load_results`` and of the whole report, and the rows read."""
     from analysis.load import load_results
-    from analysis.report import write_report
+    from analysis.report.writer import write_report
 
     load_s, results = timed(lambda: load_results(out))
     n = len(results.trials)

@@ -1,4 +1,7 @@
-"""lrbench: which optimizer and learning rate will train this model, and how fast."""
+"""lrbench's library for running trials and storing them: ``grid`` (what a grid
+file declares), ``trial`` (one Keras trial), ``rules`` (when a trial stops),
+``sweep`` (a grid on Ray Tune) and ``store`` (results on disk or a URI). It never
+imports ``analysis`` or the ``lrbench`` application."""
 
 from __future__ import annotations
 

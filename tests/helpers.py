@@ -4,11 +4,14 @@ out of budget, one that diverges, one that fails."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
-from harness.grid import parse_grid
-from harness.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
-from harness.specs import STOP_ID_NAMES, StopRule, TrialSpec
+from harness.grid.parse import parse_grid
+from harness.grid.specs import STOP_ID_NAMES, StopRule, TrialSpec
+from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout the tests run in
 
 # The tests' trial: tiny_cnn on mnist5k, adam at 0.01, to 80 % recent accuracy.
 GRID: dict[str, Any] = {
@@ -114,7 +117,7 @@ def commit_night(
     versions: dict[str, str] | None = None,
     device_class: str | None = None,
 ) -> None:
-    """Commit a hand-made night (no training) to a ``harness.store.History``."""
+    """Commit a hand-made night (no training) to a ``harness.store.results.History``."""
     import json
 
     import pandas as pd
@@ -166,7 +169,7 @@ def scaled(cells: Cells, factors: dict[tuple[str, float], float]) -> Cells:
 def history_of(tmp_path: Any, nights: list[Cells], **common: Any) -> Any:
     """A history under ``tmp_path / "history"`` with one committed night per entry of
     ``nights``, a day apart."""
-    from harness.history import History
+    from harness.store.history import History
 
     history = History(str(tmp_path / "history"))
     for day, cells in enumerate(nights, 1):

@@ -14,7 +14,7 @@ as ``<folder>/config.json`` says (``configure`` writes it):
   ``<folder>/open`` exists (``release``), so a test decides when they train.
 
 The model (Flatten, Dense softmax) overrides Keras' ``train_step``, so
-lrbench never reuses it for the next trial of its worker (``harness.reuse``):
+lrbench never reuses it for the next trial of its worker (``harness.trial.reuse``):
 every trial builds afresh, and every attempt calls this builder.
 """
 

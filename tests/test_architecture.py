@@ -1,6 +1,8 @@
-"""The shape of the code: every module of ``harness`` and ``analysis`` imports on its
-own, their imports form no cycle, and none reaches into another module's private
-names."""
+"""The shape of the code: every module of ``lrbench``, ``harness`` and ``analysis``
+imports on its own; the three layers import only downwards (``lrbench`` on top of
+``analysis`` on top of ``harness``); ``analysis`` reaches neither Ray, TensorFlow
+nor the trial and sweep code; their imports form no cycle; no two modules share a
+name; and none reaches into another module's private names."""
 
 from __future__ import annotations
 
@@ -15,7 +17,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "analysis")
+PACKAGES = ("lrbench", "harness", "analysis")
+# Each layer may import only the layers below it: lrbench > analysis > harness
+BELOW = {"lrbench": {"analysis", "harness"}, "analysis": {"harness"}, "harness": set()}
+# What analysis (pure reading and drawing) never reaches, even through harness
+HEAVY = ("ray", "tensorflow", "keras")
+NOT_FOR_ANALYSIS = ("harness.trial", "harness.sweep")
 
 
 def module_files() -> dict[str, Path]:
@@ -100,7 +107,7 @@ def imports_of(module: str) -> list[tuple[Import, bool]]:
         else:
             origin = stmt.module or ""
         for alias in stmt.names:
-            # `from harness import sysinfo` imports the module harness.sysinfo
+            # `from harness import sysinfo` imports the module harness.trial.sysinfo
             submodule = f"{origin}.{alias.name}"
             if submodule in MODULES:
                 found.append((Import(module, submodule, (), stmt.lineno), type_checking))
@@ -197,6 +204,137 @@ def describe_cycles(graph: dict[str, dict[str, Import]]) -> list[str]:
     return lines
 
 
+def external_imports(module: str) -> set[str]:
+    """The top-level names of the third-party packages ``module`` imports, at
+    module level or in a function, leaving out ``if TYPE_CHECKING:``."""
+    path = MODULES[module]
+    found = set()
+    for stmt, type_checking in _statements(ast.parse(path.read_text()), type_checking=False):
+        if type_checking:
+            continue
+        if isinstance(stmt, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in stmt.names)
+        elif not stmt.level and stmt.module:
+            found.add(stmt.module.split(".")[0])
+    return found - set(PACKAGES)
+
+
+def upward_imports(graph: dict[str, dict[str, Import]]) -> list[str]:
+    """Each import of a layer above the importing module's own (``BELOW``)."""
+    found = []
+    for source, targets in sorted(graph.items()):
+        layer = source.split(".")[0]
+        for target, imp in sorted(targets.items()):
+            other = target.split(".")[0]
+            if other != layer and other not in BELOW[layer]:
+                found.append(f"{imp.where()}: {source} ({layer}) imports {target} ({other})")
+    return found
+
+
+def reached(graph: dict[str, dict[str, Import]], start: str) -> dict[str, list[str]]:
+    """Every module ``start`` imports, directly or through others: module -> the
+    chain of imports that gets there."""
+    chains = {start: [start]}
+    queue = deque([start])
+    while queue:
+        v = queue.popleft()
+        for w in sorted(graph.get(v, {})):
+            if w not in chains:
+                chains[w] = [*chains[v], w]
+                queue.append(w)
+    return chains
+
+
+def heavy_analysis_imports(
+    graph: dict[str, dict[str, Import]], externals: dict[str, set[str]]
+) -> list[str]:
+    """Each ``analysis`` module that reaches Ray, TensorFlow, Keras or the trial
+    and sweep code, with the chain of imports that does."""
+    found = []
+    for module in sorted(m for m in graph if m.split(".")[0] == "analysis"):
+        for other, chain in reached(graph, module).items():
+            if any(other == bad or other.startswith(bad + ".") for bad in NOT_FOR_ANALYSIS):
+                found.append(" -> ".join(chain))
+            for name in sorted(externals.get(other, set()) & set(HEAVY)):
+                found.append(" -> ".join([*chain, name]))
+    return found
+
+
+def duplicate_names(modules: list[str]) -> list[str]:
+    """Module names used twice: two modules, or a module and a package, whose last
+    dotted parts are the same (a package goes by its folder's name)."""
+    by_name: dict[str, list[str]] = {}
+    for module in modules:
+        by_name.setdefault(module.rpartition(".")[2], []).append(module)
+    return [
+        f"{name}: {', '.join(sorted(found))}"
+        for name, found in sorted(by_name.items())
+        if len(found) > 1
+    ]
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    upward = upward_imports(import_graph())
+    assert not upward, "imports of a layer above (lrbench > analysis > harness):\n" + "\n".join(
+        upward
+    )
+
+
+def test_analysis_reaches_neither_ray_tensorflow_nor_trials_and_sweeps():
+    graph = import_graph()
+    heavy = heavy_analysis_imports(graph, {m: external_imports(m) for m in MODULES})
+    assert not heavy, "analysis must stay pure reading and drawing:\n" + "\n".join(heavy)
+
+
+def test_no_two_modules_share_a_name():
+    twice = duplicate_names(sorted(MODULES))
+    assert not twice, "module names used twice:\n" + "\n".join(twice)
+
+
+def test_the_rules_catch_what_they_forbid():
+    """Each rule, on a made-up graph that breaks it, names the offence."""
+
+    class Where(Import):
+        def where(self) -> str:
+            return f"{self.source}:{self.line}"
+
+    def graph_of(*edges: tuple[str, str]) -> dict[str, dict[str, Import]]:
+        graph: dict[str, dict[str, Import]] = {}
+        for a, b in edges:
+            graph.setdefault(a, {})[b] = Where(a, b, (), 1)
+            graph.setdefault(b, {})
+        return graph
+
+    up = upward_imports(graph_of(("harness.grid.parse", "analysis.load")))
+    assert up == [
+        "harness.grid.parse:1: harness.grid.parse (harness) imports analysis.load (analysis)"
+    ]
+    assert upward_imports(graph_of(("analysis.load", "lrbench.cli")))
+    assert not upward_imports(
+        graph_of(("lrbench.cli", "analysis.load"), ("analysis.load", "harness.errors"))
+    )
+    # through harness: analysis.cells -> harness.store.records -> harness.trial.models
+    graph = graph_of(
+        ("analysis.cells", "harness.store.records"),
+        ("harness.store.records", "harness.trial.models"),
+    )
+    assert heavy_analysis_imports(graph, {}) == [
+        "analysis.cells -> harness.store.records -> harness.trial.models"
+    ]
+    assert heavy_analysis_imports(graph_of(("analysis.cells", "harness.sweep.driver")), {})
+    graph = graph_of(("analysis.cells", "harness.store.records"))
+    assert heavy_analysis_imports(graph, {"harness.store.records": {"ray", "numpy"}}) == [
+        "analysis.cells -> harness.store.records -> ray"
+    ]
+    assert not heavy_analysis_imports(graph, {"harness.store.records": {"numpy"}})
+    assert duplicate_names(["harness.grid.plan", "analysis.report.plan"]) == [
+        "plan: analysis.report.plan, harness.grid.plan"
+    ]
+    assert duplicate_names(["harness.store", "analysis.nightly.store"])  # a package's name
+    cyclic = graph_of(("harness.a", "harness.b"), ("harness.b", "harness.a"))
+    assert describe_cycles(cyclic)
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_each_module_imports_on_its_own(module):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -213,19 +351,19 @@ def test_each_module_imports_on_its_own(module):
 def test_the_walker_finds_imports_everywhere_but_under_type_checking(tmp_path):
     code = (
         "from typing import TYPE_CHECKING\n"
-        "import harness.grid\n"
+        "import harness.grid.parse\n"
         "from harness import sysinfo\n"
         "from analysis.load import load_results\n"
         "if TYPE_CHECKING:\n"
-        "    from harness.trial import run_trial\n"
+        "    from harness.trial.train import run_trial\n"
         "else:\n"
-        "    import harness.data\n"
+        "    import harness.trial.data\n"
         "def f():\n"
-        "    from harness.store import Store\n"
+        "    from harness.store.results import Store\n"
         "    class A:\n"
         "        def g(self):\n"
         "            try:\n"
-        "                from harness.models import build_model\n"
+        "                from harness.trial.models import build_model\n"
         "            except ImportError:\n"
         "                pass\n"
     )
@@ -237,7 +375,7 @@ def test_the_walker_finds_imports_everywhere_but_under_type_checking(tmp_path):
     ]
     assert found == [(1, False), (2, False), (3, False), (4, False), (6, True), (8, False),
                      (10, False), (14, False)]  # fmt: skip
-    assert _project_module("harness.grid.GridSpec") == "harness.grid"
+    assert _project_module("harness.grid.parse.GridSpec") == "harness.grid.parse"
     assert _project_module("numpy") is None
     graph = {"a": {"b": None}, "b": {"c": None}, "c": {"a": None, "d": None}, "d": {}}
     assert strongly_connected(graph) == [["a", "b", "c"]]  # type: ignore[arg-type]

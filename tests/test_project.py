@@ -14,7 +14,7 @@ from packaging.version import Version
 from typer.testing import CliRunner
 
 from harness import __version__
-from harness.cli import app
+from lrbench.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -51,7 +51,7 @@ def test_version_and_completion():
     # typer detects the shell from the parent processes (none is a shell under
     # pytest-xdist); its own switch for tests makes the option take the name
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "--show-completion", "bash"],
+        [sys.executable, "-m", "lrbench.cli", "--show-completion", "bash"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,0 +1,4 @@
+"""The grid stage: what a grid file declares (``specs``), how a TOML file is read
+and validated into a ``GridSpec`` (``parse``), whether a stored grid may grow into
+another (``growth``), learning-rate schedules as grid values (``schedules``), and
+``lrbench show``'s plan of a grid (``plan``)."""

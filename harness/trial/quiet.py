@@ -1,0 +1,33 @@
+"""TensorFlow kept quiet: the one place its console notices are turned down, for
+the driver, for Ray's workers and for the child processes that import it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# TensorFlow's C++ log level: warnings and errors only, no start-up notices
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def quiet_tensorflow() -> None:
+    """Turn TensorFlow's notices down in this process and the ones it starts,
+    unless the user's environment already says otherwise. Takes effect for a
+    TensorFlow imported afterwards."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) with the C++ start-up notices sent to /dev/null.
+
+    TensorFlow prints its oneDNN and CUDA-probing notices before its logging is
+    set up, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them from the sweep's console.
+    """
+    from harness.userref import quiet_stderr
+
+    if "keras" in sys.modules:
+        return
+    quiet_tensorflow()
+    with quiet_stderr():
+        import keras  # noqa: F401

@@ -1,0 +1,277 @@
+"""``lrbench sweep``, ``show``, ``find-lr``, ``compact`` and ``migrate``: run a
+grid and keep its results directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from harness.grid.specs import MAX_TRIALS
+from harness.trial.quiet import quiet_tensorflow
+from lrbench.cli.common import (
+    GridArg,
+    MaxTrials,
+    cannot_write,
+    check_directory,
+    fail,
+    interrupted,
+    kept_trials,
+    notes,
+    print_tables,
+    say,
+    stopped,
+)
+
+if TYPE_CHECKING:
+    from harness.store.records import FinderOutcome
+
+
+def sweep(
+    grid: GridArg,
+    out: Annotated[
+        str | None, typer.Option(help="Results directory or URI (default: results/<grid name>).")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Join an existing Ray cluster (e.g. ray://head:10001, or 'auto')."),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Directory holding dataset files (mnist.npz, fashion-mnist/); never downloads."
+        ),
+    ] = None,
+    max_failures: Annotated[
+        int, typer.Option(min=0, help="Retries of a trial whose worker died.")
+    ] = 2,
+    verbose: Annotated[bool, typer.Option(help="Show Ray's and workers' logs.")] = False,
+    max_trials: MaxTrials = MAX_TRIALS,
+) -> None:
+    """Run a grid (resumes: trials already stored are skipped)."""
+    from lrbench.compose import prepare_grid
+
+    target = out or "results/<grid name>"
+    spec = None
+    try:
+        spec = prepare_grid(grid, max_trials)
+        notes(spec)
+        target = out or str(Path("results") / spec.name)
+        check_directory("--out", target)
+        quiet_tensorflow()
+        from harness.sweep.driver import RunOptions, run_sweep
+
+        result = run_sweep(spec, target, RunOptions(address, data_dir, max_failures, verbose))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        kept = kept_trials(target) if spec is not None else None
+        raise interrupted("trials", target, exc, kept) from None
+    except OSError as exc:  # the driver's own writes: the manifest, the compaction
+        raise cannot_write(target, exc) from None
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
+    say(
+        f"{result.out}: {result.total} trials ({result.already_stored} already stored, "
+        f"{result.ran} run now) in {result.wall_s:.1f}s: {counts}"
+        + (
+            f"; {result.rechecked} pruned trials next to a reached cell run again in full"
+            if result.rechecked
+            else ""
+        )
+        + (f"; {result.compacted} compacted" if result.compacted else "")
+    )
+    if result.unfinished:
+        raise fail(
+            f"{result.unfinished} trials did not finish (status error); "
+            "run the same command to retry them",
+            code=1,
+        )
+
+
+def show(
+    grid: GridArg,
+    cpus: Annotated[
+        float | None, typer.Option(help="CPUs to plan for (default: this machine's).")
+    ] = None,
+    gpus: Annotated[float, typer.Option(help="GPUs to plan for.")] = 0.0,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="A results directory: how many of the grid's trials it holds, how many "
+            "are new, and whether the grid may grow there."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Directory holding dataset files (mnist.npz, fashion-mnist/, ...)."),
+    ] = None,
+    build: Annotated[
+        bool,
+        typer.Option(
+            help="Build each model once, untrained, to check it and count its weights at "
+            "each width (in a child process that imports TensorFlow: a few seconds)."
+        ),
+    ] = True,
+    max_trials: MaxTrials = MAX_TRIALS,
+) -> None:
+    """Show a grid expanded: its axes, trial count and worst-case time, its data
+    (shapes, class count) and each model's weight count at each width (built
+    once, not trained)."""
+    from harness.grid.plan import plan, problem_lines, stored_lines
+    from lrbench.compose import prepare_grid
+
+    spec = prepare_grid(grid, max_trials)
+    lines = plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
+    lines += problem_lines(spec, data_dir, build)
+    if out is not None:
+        from harness.store.results import Store
+
+        store = Store(out)
+        change = store.grid_change(spec)
+        ids = {t.trial_id for t in spec.expand()}
+        stored = len(ids & store.finished().keys())  # none in a new directory
+        lines += stored_lines(store.shown(), change, len(ids), stored)
+    notes(spec)
+    for line in lines:
+        say(line)
+
+
+def find_lr(
+    grid: GridArg,
+    optimizer: Annotated[
+        list[str] | None,
+        typer.Option(help="Test only this optimizer of the grid (repeatable; default: all)."),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Results directory or URI to store the curves in (default: results/<grid name>, "
+            "where the grid's sweep writes, so the suggestions meet its measured band)."
+        ),
+    ] = None,
+    start: Annotated[float, typer.Option(help="LR of the first update.")] = 1e-7,
+    end: Annotated[float, typer.Option(help="LR of the last update.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Updates over which the LR rises.")] = 300,
+    beta: Annotated[float, typer.Option(help="Smoothing: EMA weight of the past.")] = 0.98,
+    stop_factor: Annotated[
+        float, typer.Option(help="Stop once the smoothed loss passes this times its best.")
+    ] = 4.0,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the grid's first).")] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Directory holding dataset files (mnist.npz, fashion-mnist/)."),
+    ] = None,
+) -> None:
+    """LR range test (Smith 2017) for each optimizer and setup of a grid: stores
+    the loss-vs-LR curves, prints the suggested LRs (steepest, min/10,
+    longest-descent, fastai-valley) beside the grid's measured band when its
+    sweep is in the same directory, and draws DIR/finder.png. Stored tests are
+    not run again."""
+    from harness.grid.specs import FinderParams
+    from harness.trial.range_test import check_params, finder_runs, run_finders
+    from lrbench.compose import prepare_grid
+
+    target = out or "results/<grid name>"
+
+    def done(i: int, n: int, outcome: FinderOutcome) -> None:
+        run, last = outcome.spec, outcome.points[-1] if outcome.points else None
+        where = f" at step {last.step}, lr {last.lr:.3g}" if last else ""
+        say(
+            f"[{i}/{n}] {run.label} on {run.model} x{run.width:g}, {run.dataset}: "
+            f"stopped ({outcome.stop_reason}){where} in {outcome.wall_s:.1f}s"
+        )
+
+    try:
+        params = FinderParams(start, end, steps, beta, stop_factor)
+        check_params(params)
+        spec = prepare_grid(grid, resolve_finder=False)
+        notes(spec)
+        target = out or str(Path("results") / spec.name)
+        check_directory("--out", target)
+        runs = finder_runs(spec, params, optimizer, seed)
+        quiet_tensorflow()
+        stored = run_finders(spec, runs, target, data_dir or spec.data_dir, on_done=done)
+        if stored:
+            say(f"{stored} of {len(runs)} range tests already stored in {target}")
+        _finder_summary(target)
+    except KeyboardInterrupt as exc:
+        raise interrupted("range tests", target, exc) from None
+    except OSError as exc:
+        raise cannot_write(target, exc) from None
+
+
+def _finder_summary(target: str) -> None:
+    """Print the stored range tests' suggestions and where their figure is."""
+    from analysis.display import finder_display
+    from analysis.finder.summary import write_finder_summary
+
+    summary = write_finder_summary(target)
+    print_tables({"finder": finder_display(summary.compared, several=False)})
+    say(f"figure: {summary.figure}")
+    if not summary.has_sweep:
+        say(
+            f"(no sweep in {target} yet: run `lrbench sweep` with the same --out to see "
+            "each suggestion against the measured band)"
+        )
+
+
+def compact(
+    results: Annotated[
+        str, typer.Argument(help="Results directory (or URI) of a sweep.", show_default=False)
+    ],
+) -> None:
+    """Merge the per-trial files of finished trials into a few Parquet parts
+    (a finished sweep does this itself; readers take either form)."""
+    from harness.errors import StoreError
+    from harness.store.results import MANIFEST, TRIALS, Store
+
+    store = Store(results)
+    try:
+        if not (store.has(MANIFEST) or store.has(TRIALS)):
+            raise StoreError(f"{store.shown()}: not an lrbench results directory")
+        with store.locked("lrbench compact"):
+            done = store.compact()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        # parts are written before the files they merge are removed: a stop
+        # at any point loses nothing, and the next compaction finishes the job
+        message = f"{store.shown()}: compaction stopped, nothing lost; run it again to finish"
+        raise stopped(message, exc) from None
+    except OSError as exc:
+        raise cannot_write(store.shown(), exc) from None
+    migrated = f"; {done.migrated} older files rewritten to the current schema"
+    say(
+        f"{store.shown()}: {done.trials} trials merged into {done.parts} "
+        f"part{'' if done.parts == 1 else 's'} ({done.removed} per-trial files removed)"
+        + (migrated if done.migrated else "")
+    )
+
+
+def migrate(
+    results: Annotated[
+        str,
+        typer.Argument(help="Results directory or nightly history (or URI).", show_default=False),
+    ],
+) -> None:
+    """Rewrite the Parquet files an older lrbench wrote here to the current
+    results schema, so that DuckDB, polars, pandas and Spark read each folder as
+    one dataset (sweeps and `lrbench compact` do this too; see docs/results.md)."""
+    from harness.errors import StoreError
+    from harness.store.history import NIGHTS
+    from harness.store.location import Location
+    from harness.store.migrate import migrate as rewrite
+    from harness.store.results import MANIFEST, TRIALS
+
+    where = Location(results)
+    try:
+        if not any(where.has(name) for name in (MANIFEST, TRIALS, NIGHTS)):
+            raise StoreError(f"{where.shown()}: not an lrbench results directory or history")
+        with where.locked("lrbench migrate"):
+            done = rewrite(where)
+    except KeyboardInterrupt as exc:  # each file is replaced atomically
+        message = f"{where.shown()}: migration stopped, nothing lost; run it again to finish"
+        raise stopped(message, exc) from None
+    except OSError as exc:
+        raise cannot_write(where.shown(), exc) from None
+    for name, why in done.skipped:
+        say(f"warning: {where.shown(name)}: {why}; left as it is", err=True)
+    say(f"{where.shown()}: {done.summary()}")
