@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.errors import StoreError
 from harness.store.location import redact
@@ -18,6 +18,8 @@ from harness.store.results import FINDER, MANIFEST, TRIALS, Store
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from harness.store.records import Manifest
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Results:
     trials: pd.DataFrame
     curves: pd.DataFrame
     paths: dict[str, str]  # source label -> results directory
-    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    manifests: dict[str, Manifest | None] = field(default_factory=dict)  # None: no manifest
     finder: pd.DataFrame | None = None  # LR range-test points, where any are stored
 
     @property
@@ -58,7 +60,7 @@ class NoTrialsYet(StoreError):
     """A results directory whose sweep has not stored a trial yet: an honest
     state (a sweep just started), which ``lrbench report`` shows as a page."""
 
-    def __init__(self, path: str, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: str, manifest: Manifest | None) -> None:
         super().__init__(f"{path}: no trials stored yet ({TRIALS}/ is empty)")
         self.path = path
         self.manifest = manifest
@@ -109,7 +111,7 @@ def load_results(paths: list[str] | str) -> Results:
     for label, path in zip(labels, paths, strict=True):
         store = Store(path)
         _check_directory(store)
-        manifest = store.read_manifest() or {}
+        manifest = store.read_manifest()
         t = store.read_trials()
         if t.empty:
             raise NoTrialsYet(redact(path), manifest)

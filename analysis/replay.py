@@ -21,6 +21,8 @@ from harness.store.records import CurvePoint, TrialStatus
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.store.records import Manifest
+
 REACHED, BUDGET, ERROR = (
     TrialStatus.REACHED.value,
     TrialStatus.BUDGET.value,
@@ -29,14 +31,12 @@ REACHED, BUDGET, ERROR = (
 _POINT_FIELDS = [f.name for f in fields(CurvePoint)]
 
 
-def stop_rules(manifests: dict[str, dict[str, Any]]) -> dict[str, StopRule]:
+def stop_rules(manifests: dict[str, Manifest | None]) -> dict[str, StopRule]:
     """Each source's stop rule, from the grid its manifest stores."""
-    known = {f.name for f in fields(StopRule)}
-    rules = {}
-    for source, manifest in manifests.items():
-        stop = (manifest.get("grid") or {}).get("stop") or {}
-        rules[source] = StopRule(**{k: v for k, v in stop.items() if k in known})
-    return rules
+    return {
+        source: manifest.stop_rule() if manifest is not None else StopRule()
+        for source, manifest in manifests.items()
+    }
 
 
 def _points(curve: pd.DataFrame) -> list[CurvePoint]:

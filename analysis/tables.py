@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from analysis.cells import (
     BAND_COLUMNS,
@@ -28,6 +28,8 @@ from harness.store.records import STATUSES, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from harness.store.records import Manifest
 
 
 def optimizer_table(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
@@ -130,7 +132,7 @@ def compute_saved(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def sweep_summary(trials: pd.DataFrame, manifests: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def sweep_summary(trials: pd.DataFrame, manifests: dict[str, Manifest | None]) -> pd.DataFrame:
     """Per source: sweep name, devices, hosts, library versions, trials by status,
     ``trial_time_s`` (the sum of trial wall times), ``wall_s`` (the runs' wall
     time from the manifest; else the span from the first trial's start to the
@@ -140,12 +142,13 @@ def sweep_summary(trials: pd.DataFrame, manifests: dict[str, dict[str, Any]]) ->
     df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
     rows = []
     for source, group in df.groupby("source", sort=False):
-        manifest = manifests.get(source) or {}
-        runs = manifest.get("runs", [])
+        manifest = manifests.get(source)
+        runs = manifest.runs if manifest is not None else ()
         stamped = [v for v in group["versions"].dropna() if v]
         versions = json.loads(stamped[0]) if stamped else {}
-        if runs and all("wall_s" in r for r in runs):
-            wall = float(sum(r["wall_s"] for r in runs))
+        walls = [r.wall_s for r in runs]
+        if runs and all(w is not None for w in walls):
+            wall = float(sum(w for w in walls if w is not None))
         else:
             start = group["started_at"].min()
             end = (group["started_at"] + pd.to_timedelta(group["wall_s"], unit="s")).max()

@@ -306,9 +306,10 @@ def workers(out: str) -> int:
     grid's CPUs per trial (both from the store's manifest)."""
     from harness.store.results import Store
 
-    manifest = Store(out).read_manifest() or {}
-    cpus = manifest["runs"][-1].get("cluster_resources", {}).get("CPU", os.cpu_count() or 1)
-    per_trial = manifest["grid"].get("resources", {}).get("cpus", 1) or 1
+    manifest = Store(out).read_manifest()
+    assert manifest is not None, f"{out}: no manifest"
+    cpus = manifest.runs[-1].info.get("cluster_resources", {}).get("CPU", os.cpu_count() or 1)
+    per_trial = manifest.grid.get("resources", {}).get("cpus", 1) or 1
     return max(1, int(cpus // per_trial))
 
 

@@ -14,12 +14,12 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from harness.grid.specs import GridSpec
 from harness.store.history import History
 from harness.store.location import redact
 from harness.store.migrate import migrate
+from harness.store.records import NightInfo
 from harness.sweep.driver import RunOptions, SweepResult
 
 
@@ -35,22 +35,22 @@ class NightRun:
     abandoned: tuple[str, ...] = ()  # uncommitted runs of other dates or grids, left as they are
 
 
-def new_run_info(grid: GridSpec, now: datetime) -> dict[str, Any]:
+def new_run_info(grid: GridSpec, now: datetime) -> NightInfo:
     """A new run's identity: a sortable, unique id, its date, start and grid."""
     now = now.astimezone(UTC)
-    return {
-        "run_id": f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
-        "date": now.date().isoformat(),
-        "started_at": now.isoformat(timespec="seconds"),
-        "grid": grid.name,
-        "grid_digest": grid.digest,
-        "source": redact(grid.source),  # stored, as the night's env: no credentials
-    }
+    return NightInfo(
+        run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+        date=now.date().isoformat(),
+        started_at=now.isoformat(timespec="seconds"),
+        grid=grid.name,
+        grid_digest=grid.digest,
+        source=redact(grid.source),  # stored, as the night's env: no credentials
+    )
 
 
-def resumable(pending: list[dict[str, Any]], grid: GridSpec, date: str) -> dict[str, Any] | None:
+def resumable(pending: list[NightInfo], grid: GridSpec, date: str) -> NightInfo | None:
     """The newest uncommitted run of this grid started on ``date``, if any."""
-    same = [i for i in pending if i.get("grid_digest") == grid.digest and i.get("date") == date]
+    same = [i for i in pending if i.grid_digest == grid.digest and i.date == date]
     return same[-1] if same else None
 
 
@@ -103,11 +103,11 @@ def _night(
     pending = history.pending()
     info = resumable(pending, grid, now.astimezone(UTC).date().isoformat())
     resumed = info is not None
-    abandoned = tuple(i["run_id"] for i in pending if i is not info)
+    abandoned = tuple(i.run_id for i in pending if i is not info)
     if info is None:
         info = new_run_info(grid, now)
         history.write_run_info(info)
-    out = history.run_out(info["run_id"])
+    out = history.run_out(info.run_id)
     result = run_sweep(grid, out, options)
     ids = {t.trial_id for t in grid.expand()}
     trials = Store(out).read_trials()
@@ -123,11 +123,11 @@ def _night(
     if device_class:  # nights are compared by this instead of the exact device string
         env["device_class"] = device_class
     night = {
-        "run_started_at": pd.Timestamp(info["started_at"]),
+        "run_started_at": pd.Timestamp(info.started_at),
         "grid_digest": grid.digest,
         "revision": sysinfo.git_revision() if revision is None else revision,
         "complete": result.unfinished == 0,
         "env": json.dumps(env, sort_keys=True, default=str),
     }
-    path = history.append(info["date"], info["run_id"], trials, night, grid.to_json())
-    return NightRun(info["run_id"], info["date"], resumed, result, path, abandoned)
+    path = history.append(info.date, info.run_id, trials, night, grid.to_json())
+    return NightRun(info.run_id, info.date, resumed, result, path, abandoned)

@@ -7,6 +7,7 @@ name; and none reaches into another module's private names."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -335,17 +336,71 @@ def test_the_rules_catch_what_they_forbid():
     assert describe_cycles(cyclic)
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_each_module_imports_on_its_own(module):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# One interpreter imports the third-party libraries once, then forks a child per
+# project module that imports that module alone: each child starts with no module
+# of ours loaded, as a fresh interpreter would, without paying for numpy, pandas
+# or TensorFlow again 80 times. A child's traceback comes back on a pipe.
+IMPORT_ALONE = """
+import importlib, json, os, sys, traceback
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+assert not [m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(",")]
+failed = {}
+for module in sys.argv[3:]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            importlib.import_module(module)
+            os._exit(0)
+        except BaseException:
+            os.write(write, traceback.format_exc()[-3000:].encode())
+            os._exit(1)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        error = pipe.read()
+    if os.waitpid(pid, 0)[1] != 0:
+        failed[module] = error or "exited with an error"
+print(json.dumps(failed))
+"""
+THIRD_PARTY = ("numpy", "pandas", "pyarrow.dataset", "pyarrow.parquet", "typer", "rich", "keras")
+
+
+@pytest.fixture(scope="module")
+def import_failures() -> dict[str, str]:
+    """Each project module that fails to import alone: its traceback."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
     done = subprocess.run(
-        [sys.executable, "-c", f"import {module}"],
+        [sys.executable, "-c", IMPORT_ALONE, ",".join(THIRD_PARTY), ",".join(PACKAGES)]
+        + sorted(MODULES),
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_each_module_imports_on_its_own(module, import_failures):
+    assert module not in import_failures, import_failures.get(module)
+
+
+def test_a_module_that_fails_alone_is_caught(tmp_path):
+    """The forking check sees a module that imports only after another one."""
+    (tmp_path / "first.py").write_text("import second\n")
+    (tmp_path / "second.py").write_text("import first\nVALUE = first.__name__\n")
+    (tmp_path / "broken.py").write_text("from first import missing\n")
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALONE, "json", "first,second,broken", "first", "broken"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    failed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(failed) == ["broken"] and "ImportError" in failed["broken"]
 
 
 def test_the_walker_finds_imports_everywhere_but_under_type_checking(tmp_path):

@@ -20,6 +20,8 @@ from harness.grid.specs import GridSpec, SuggestedLr, kwargs_json
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.store.records import Manifest
+
 # GridSpec axes that make more than one range-test setup per optimizer
 _SETUP_AXES = {
     "dataset": "datasets",
@@ -121,7 +123,7 @@ def resolve_finder_lrs(grid: GridSpec, points: pd.DataFrame) -> GridSpec:
 
 
 def confirm_table(
-    trials: pd.DataFrame, manifests: dict[str, dict[str, Any]], min_success: float
+    trials: pd.DataFrame, manifests: dict[str, Manifest | None], min_success: float
 ) -> pd.DataFrame:
     """Per source whose grid said ``lr = { finder = DIR }`` and per optimizer
     (series, constant schedule): the rule and its ``suggested_lr``, the ladder
@@ -143,7 +145,7 @@ def confirm_table(
         df = df[df["schedule"] == "constant"]
     rows = []
     for source, manifest in manifests.items():
-        grid = (manifest or {}).get("grid") or {}
+        grid = manifest.grid if manifest is not None else {}
         if not grid.get("finder_lr"):
             continue
         for s in grid.get("suggested_lrs", []):

@@ -6,14 +6,16 @@ from __future__ import annotations
 import html
 import shlex
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.store.location import redact
+from harness.store.records import RunEntry
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from analysis.load import Results
+    from harness.store.records import Manifest
 
 FIGURES = {
     "valley": "Valley: time and steps to target against learning rate",
@@ -209,18 +211,18 @@ def page(
     return "\n".join(parts) + "\n"
 
 
-def waiting_page(path: str, manifest: dict[str, Any]) -> str:
+def waiting_page(path: str, manifest: Manifest | None) -> str:
     """The ``index.html`` of a results directory whose sweep has stored no trial
     yet: what the manifest says of the sweep, and a note to come back."""
-    run = (manifest.get("runs") or [{}])[-1]
-    name = manifest.get("name") or "(unnamed)"
-    planned = run.get("trials")
+    run = manifest.runs[-1] if manifest is not None and manifest.runs else RunEntry("")
+    name = (manifest.name if manifest is not None else "") or "(unnamed)"
+    planned = run.info.get("trials")
     state = (
-        f"its last run ended at {run['finished_at']}"
-        if run.get("finished_at")
+        f"its last run ended at {run.finished_at}"
+        if run.finished_at
         else "its run is still going, or stopped before its first trial finished"
     )
-    started = f" started at {run['started_at']}" if run.get("started_at") else ""
+    started = f" started at {run.started_at}" if run.started_at else ""
     shown = html.escape(path)
     parts = [
         *_HEAD,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import ParamError, StoreError
 from harness.store.location import Location, to_pandas, without
+from harness.store.records import NightInfo
 from harness.store.results import metadata, now_iso
 from harness.store.schemas import fill_added, history_schema
 
@@ -112,9 +113,9 @@ class History(Location):
         self.write_parquet(name, table.replace_schema_metadata(metadata(grid_json)))
         return self.path(name)
 
-    def write_run_info(self, info: dict[str, Any]) -> None:
+    def write_run_info(self, info: NightInfo) -> None:
         """Record a run's identity (id, date, start, grid) in its results directory."""
-        self.write_json(posixpath.join(RUNS, info["run_id"], RUN_INFO), info)
+        self.write_json(posixpath.join(RUNS, info.run_id, RUN_INFO), info.to_json())
 
     def _run_dirs(self) -> list[str]:
         from pyarrow import fs
@@ -125,15 +126,15 @@ class History(Location):
             if info.type == fs.FileType.Directory
         )  # run ids start with their UTC start: sorted is oldest first
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[NightInfo]:
         """The identities of runs started but not committed, oldest first."""
         done = self.committed()
         found = []
         for run_id in self._run_dirs():
             meta = posixpath.join(RUNS, run_id, RUN_INFO)
             if run_id not in done and self.has(meta):
-                found.append(self.read_json(meta))
-        return sorted(found, key=lambda i: str(i.get("started_at")))
+                found.append(NightInfo.from_json(self.read_json(meta)))
+        return sorted(found, key=lambda i: i.started_at)
 
     def prune_runs(self, keep: int) -> list[str]:
         """Delete the results directories (curves, manifests) of all committed

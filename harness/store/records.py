@@ -1,17 +1,19 @@
-"""What a trial and a range test produce: status, summary rows, curve points.
+"""What a trial and a range test produce: status, summary rows, curve points; and
+the JSON records beside them: a results directory's manifest (``Manifest``, its
+``RunEntry``s) and a nightly run's identity (``NightInfo``).
 
 Each record is a frozen dataclass; the Parquet schemas (``harness.store.schemas``)
-are derived from these fields, so adding a field is one edit here.
+are derived from the row fields, so adding a column is one edit here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from harness.grid.specs import SETUP_FIELDS, FinderSpec, Setup, kwargs_json
+from harness.grid.specs import SETUP_FIELDS, FinderSpec, Setup, StopRule, kwargs_json
 
 if TYPE_CHECKING:
     from harness.grid.specs import TrialSpec
@@ -212,3 +214,153 @@ class FinderOutcome:
 
 
 OUTCOME_PARTS = ("spec", "points")  # FinderOutcome fields that are not columns
+
+
+# -- the JSON records of a results directory and a nightly history
+
+
+def _known(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The keys of ``data`` a record has fields for; the rest it keeps as they are."""
+    return {k: data[k] for k in keys if k in data}
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run of a sweep into its results directory (its start, or a resume), as
+    the manifest's ``runs`` list records it. ``sweep_run_id`` is stored as
+    ``run_id``; a nightly run has its own id (``NightInfo.run_id``), under which
+    its sweep's runs are entries like this one."""
+
+    sweep_run_id: str
+    started_at: str | None = None
+    source: str | None = None  # the grid file, as shown (no credentials)
+    grid_digest: str | None = None
+    finished_at: str | None = None  # set when the run ended (``Manifest.closed``)
+    wall_s: float | None = None
+    counts: dict[str, int] | None = None  # the store's trials by status at the end
+    # where it ran: host, cpu, versions, address, trials, pending, the cluster's resources
+    info: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("started_at", "source", "grid_digest", "finished_at", "wall_s", "counts")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunEntry:
+        info = {k: v for k, v in data.items() if k != "run_id" and k not in cls._KEYS}
+        return cls(str(data.get("run_id", "")), **_known(data, cls._KEYS), info=info)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"run_id": self.sweep_run_id, **self.info}
+        data.update({k: getattr(self, k) for k in self._KEYS if getattr(self, k) is not None})
+        return data
+
+
+@dataclass(frozen=True)
+class GridVersion:
+    """A version of the grid a results directory has held (a grown grid adds one)."""
+
+    digest: str
+    added_at: str
+    grid: dict[str, Any]  # ``GridSpec.to_json``
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A results directory's ``manifest.json``: the grid it holds (and each
+    version of it that the directory has grown through), and one entry per run.
+    Keys an older or newer lrbench wrote that this one does not know are kept
+    (``extra``), so a rewrite loses nothing."""
+
+    name: str
+    grid_digest: str
+    grid: dict[str, Any]  # the latest version's ``GridSpec.to_json``
+    created_at: str
+    schema_version: int | None = None
+    runs: tuple[RunEntry, ...] = ()
+    grid_versions: tuple[GridVersion, ...] = ()  # none in a manifest older than growth
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("name", "grid_digest", "grid", "created_at", "schema_version")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        extra = {k: v for k, v in data.items() if k not in (*cls._KEYS, "runs", "grid_versions")}
+        return cls(
+            name=str(data.get("name", "")),
+            grid_digest=str(data.get("grid_digest", "")),
+            grid=data.get("grid") or {},
+            created_at=str(data.get("created_at", "")),
+            schema_version=data.get("schema_version"),
+            runs=tuple(RunEntry.from_json(r) for r in data.get("runs", [])),
+            grid_versions=tuple(GridVersion(**v) for v in data.get("grid_versions", [])),
+            extra=extra,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = {**self.extra, **{k: getattr(self, k) for k in self._KEYS}}
+        if self.schema_version is None:
+            data.pop("schema_version")
+        data["runs"] = [r.to_json() for r in self.runs]
+        if self.grid_versions:
+            data["grid_versions"] = [v.to_json() for v in self.grid_versions]
+        return data
+
+    def versions(self) -> list[str]:
+        """The digests of every version of the grid held here, oldest first."""
+        return [v.digest for v in self.grid_versions] or [self.grid_digest]
+
+    def opened(self, grid: dict[str, Any], digest: str, entry: RunEntry, at: str) -> Manifest:
+        """This manifest with a run of the grid ``grid`` (``digest``) started at
+        ``at`` recorded, and that grid as its latest version when it grows the
+        one stored."""
+        versions = self.grid_versions or (
+            GridVersion(self.grid_digest, self.created_at, self.grid),
+        )
+        grown = replace(self, runs=(*self.runs, entry), grid_versions=versions)
+        if digest in [v.digest for v in versions]:
+            return grown
+        versions = (*versions, GridVersion(digest, at, grid))
+        return replace(grown, grid_digest=digest, grid=grid, grid_versions=versions)
+
+    def closed(self, sweep_run_id: str, at: str, wall_s: float, counts: dict[str, int]) -> Manifest:
+        """This manifest with the end of the run ``sweep_run_id`` recorded."""
+        runs = tuple(
+            replace(r, finished_at=at, wall_s=round(wall_s, 3), counts=counts)
+            if r.sweep_run_id == sweep_run_id
+            else r
+            for r in self.runs
+        )
+        return replace(self, runs=runs)
+
+    def stop_rule(self) -> StopRule:
+        """The stop rule of the grid stored here (the fields this lrbench knows)."""
+        known = {f.name for f in fields(StopRule)}
+        stop = self.grid.get("stop") or {}
+        return StopRule(**{k: v for k, v in stop.items() if k in known})
+
+
+@dataclass(frozen=True)
+class NightInfo:
+    """A nightly run's identity, stored as ``run.json`` in its results directory
+    from its start until the night is committed: ``run_id`` names the night in
+    the history (its file, ``lrbench nightly judge --run``)."""
+
+    run_id: str  # its UTC start and a random suffix: sortable, unique
+    date: str  # the UTC date it started: its partition
+    started_at: str
+    grid: str  # the grid's name
+    grid_digest: str
+    source: str  # the grid file, as shown (no credentials)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("run_id", "date", "started_at", "grid", "grid_digest", "source")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NightInfo:
+        known = {k: str(data.get(k, "")) for k in cls._KEYS}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in cls._KEYS})
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, **{k: getattr(self, k) for k in self._KEYS}}

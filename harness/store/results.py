@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import StoreError
 from harness.store.location import FILENAME, Location, redact_json, to_pandas, to_table
 from harness.store.migrate import migrate
-from harness.store.records import FinderOutcome, TrialOutcome, TrialStatus
+from harness.store.records import FinderOutcome, Manifest, RunEntry, TrialOutcome, TrialStatus
 from harness.store.schemas import (
     GRID_METADATA_KEY,
     SCHEMA_METADATA_KEY,
@@ -88,17 +88,17 @@ class Store(Location):
     def __init__(self, out: str, grid_json: dict[str, Any] | None = None) -> None:
         super().__init__(out)
         self.grid_json = grid_json
-        self.run_id: str | None = None  # this process's entry in the manifest's runs
+        self.sweep_run_id: str | None = None  # this process's entry in the manifest's runs
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled into Ray workers: reopen there
         return (Store, (self.out, self.grid_json))
 
     # -- manifest
-    def read_manifest(self) -> dict[str, Any] | None:
+    def read_manifest(self) -> Manifest | None:
         """The manifest, or None for a new directory."""
-        return self.read_json(MANIFEST) if self.has(MANIFEST) else None
+        return Manifest.from_json(self.read_json(MANIFEST)) if self.has(MANIFEST) else None
 
-    def check_grid(self, grid: GridSpec) -> dict[str, Any] | None:
+    def check_grid(self, grid: GridSpec) -> Manifest | None:
         """The manifest, after checking this directory holds no other grid's
         results: the same grid, an earlier version of it that ``grid`` grows
         (``harness.grid.growth``), or one of the versions it grew through."""
@@ -108,7 +108,7 @@ class Store(Location):
         """How ``grid`` relates to the grid stored here (None: a new directory)."""
         return self._checked(grid)[1]
 
-    def _checked(self, grid: GridSpec) -> tuple[dict[str, Any] | None, GridChange | None]:
+    def _checked(self, grid: GridSpec) -> tuple[Manifest | None, GridChange | None]:
         from harness.grid.growth import GridChange, compare
 
         manifest = self.read_manifest()
@@ -119,63 +119,44 @@ class Store(Location):
                     "use an empty or new --out"
                 )
             return None, None
-        if grid.digest in grid_versions(manifest):
+        if grid.digest in manifest.versions():
             return manifest, GridChange(True, {})
-        stored = manifest.get("name")
+        stored = manifest.name
         if stored != grid.name:
             raise StoreError(
                 f"{self.shown()}: holds results of grid {stored!r} "
-                f"(digest {manifest.get('grid_digest')}), not of {grid.source} "
+                f"(digest {manifest.grid_digest}), not of {grid.source} "
                 f"({grid.name!r}, digest {grid.digest}); use another --out"
             )
-        change = compare(manifest.get("grid") or {}, grid)
+        change = compare(manifest.grid, grid)
         if change.problem:
             raise StoreError(
-                f"{self.shown()}: holds grid {stored!r} (digest {manifest.get('grid_digest')}); "
+                f"{self.shown()}: holds grid {stored!r} (digest {manifest.grid_digest}); "
                 f"{grid.source} changes it: {change.problem}; use another --out"
             )
         return manifest, change
 
-    def open_sweep(self, grid: GridSpec, run_info: dict[str, Any]) -> dict[str, Any]:
+    def open_sweep(self, grid: GridSpec, run_info: dict[str, Any]) -> Manifest:
         """Start or resume a sweep of ``grid`` here: record this run in the
-        manifest, and the grid as a new version when it grows the stored one."""
-        manifest = self.check_grid(grid)
-        grid_json = grid.to_json()
-        if manifest is None:
-            manifest = {
-                "name": grid.name,
-                "grid_digest": grid.digest,
-                "schema_version": SCHEMA_VERSION,
-                "grid": grid_json,
-                "created_at": now_iso(),
-                "runs": [],
-            }
-        versions = manifest.setdefault(
-            "grid_versions",
-            [
-                {
-                    "digest": manifest["grid_digest"],
-                    "added_at": manifest["created_at"],
-                    "grid": manifest["grid"],
-                }
-            ],
+        manifest (``run_info``: where it runs), and the grid as a new version
+        when it grows the stored one."""
+        stored = self.check_grid(grid)
+        grid_json, now = grid.to_json(), now_iso()
+        if stored is None:
+            stored = Manifest(grid.name, grid.digest, grid_json, now, SCHEMA_VERSION)
+        self.sweep_run_id = uuid.uuid4().hex[:12]
+        entry = {
+            "run_id": self.sweep_run_id,
+            "started_at": now,
+            "source": grid.source,
+            "grid_digest": grid.digest,
+            **run_info,
+        }
+        # a cluster's address may carry a token
+        manifest = stored.opened(
+            grid_json, grid.digest, RunEntry.from_json(redact_json(entry)), now
         )
-        if grid.digest not in grid_versions(manifest):  # it grows the stored grid
-            versions.append({"digest": grid.digest, "added_at": now_iso(), "grid": grid_json})
-            manifest.update(grid_digest=grid.digest, grid=grid_json)
-        self.run_id = uuid.uuid4().hex[:12]
-        manifest["runs"].append(
-            redact_json(  # a cluster's address may carry a token
-                {
-                    "run_id": self.run_id,
-                    "started_at": now_iso(),
-                    "source": grid.source,
-                    "grid_digest": grid.digest,
-                    **run_info,
-                }
-            )
-        )
-        self.write_json(MANIFEST, manifest)
+        self.write_json(MANIFEST, manifest.to_json())
         self.grid_json = grid_json
         return manifest
 
@@ -183,12 +164,10 @@ class Store(Location):
         """Record the end of this store's run (``open_sweep``) in the manifest:
         its wall time and the store's counts by status."""
         manifest = self.read_manifest()
-        if not manifest or self.run_id is None:
+        if manifest is None or self.sweep_run_id is None:
             return
-        for run in manifest.get("runs", []):
-            if run.get("run_id") == self.run_id:
-                run.update({"finished_at": now_iso(), "wall_s": round(wall_s, 3), "counts": counts})
-        self.write_json(MANIFEST, manifest)
+        closed = manifest.closed(self.sweep_run_id, now_iso(), wall_s, counts)
+        self.write_json(MANIFEST, closed.to_json())
 
     def quarantine(self, path: str, problem: str) -> str:
         """Move a corrupt file aside (``Location.quarantine``) with its pair: a
@@ -283,7 +262,10 @@ class Store(Location):
         return newest(table).select([*columns, FILENAME])
 
     def _grid(self) -> dict[str, Any]:
-        return self.grid_json or (self.read_manifest() or {}).get("grid") or {}
+        if self.grid_json:
+            return self.grid_json
+        manifest = self.read_manifest()
+        return manifest.grid if manifest is not None else {}
 
     def _part(self, folder: str, name: str) -> pa.Table:
         """One compacted part's table (with the grid's metadata)."""
@@ -489,12 +471,6 @@ def is_part(name: str) -> bool:
 
 def _stem(name: str) -> str:
     return name.removesuffix(".parquet")
-
-
-def grid_versions(manifest: dict[str, Any]) -> list[str]:
-    """The digests of every version of the grid a manifest has held, oldest first."""
-    versions = [v["digest"] for v in manifest.get("grid_versions", [])]
-    return versions or [manifest.get("grid_digest", "")]
 
 
 def read_grid_metadata(path: str) -> dict[str, Any]:

@@ -705,7 +705,7 @@ def _close_stopped(
     wall time and counts), as a finished run's is ended. A store that cannot
     be read or written now must not hide the signal: the entry then stays
     open, as after a crash."""
-    if store.run_id is None:  # stopped before the run was recorded
+    if store.sweep_run_id is None:  # stopped before the run was recorded
         return
     with contextlib.suppress(Exception):
         result = _result(store, trials, stored, ran, started)

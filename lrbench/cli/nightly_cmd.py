@@ -280,8 +280,8 @@ def _tonight(history: str, digest: str) -> str | None:
 
     try:
         store = History(history)
-        runs = [i for i in store.pending() if i.get("grid_digest") == digest]
-        return store.run_out(runs[-1]["run_id"]) if runs else None
+        runs = [i for i in store.pending() if i.grid_digest == digest]
+        return store.run_out(runs[-1].run_id) if runs else None
     except (Exception, KeyboardInterrupt):
         return None
 

@@ -10,6 +10,7 @@ import pytest
 from analysis import cells as C
 from analysis import labels as L
 from analysis import tables as T
+from harness.store.records import Manifest
 from tests.helpers import trials
 
 # adam: band 1e-3 .. 1e-1 with a hole at 1e-2; best at 1e-1 (ties broken below)
@@ -168,7 +169,8 @@ def test_a_varying_axis_splits_series_and_sources_stay_apart():
 
 
 def test_summary_wall_time_prefers_the_manifest():
-    s = T.sweep_summary(VALLEYS, {"hand": {"runs": [{"wall_s": 30.0}, {"wall_s": 12.5}]}})
+    runs = [{"run_id": "a", "wall_s": 30.0}, {"run_id": "b", "wall_s": 12.5}]
+    s = T.sweep_summary(VALLEYS, {"hand": Manifest.from_json({"runs": runs})})
     assert s.iloc[0]["wall_s"] == 42.5 and s.iloc[0]["runs"] == 2
     assert s.iloc[0]["tensorflow"] == "2.21.0" and s.iloc[0]["reached"] == 3
     spanned = T.sweep_summary(VALLEYS, {}).iloc[0]["wall_s"]

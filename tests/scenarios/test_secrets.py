@@ -305,7 +305,7 @@ def test_a_sweep_from_lr_best_on_s3_stores_and_reports_no_credential(s3, tmp_pat
     assert again.exit_code == 0, again.output
     assert "2 trials (2 already stored, 0 run now)" in again.output
     manifest = Store(out).read_manifest()
-    assert len(manifest.get("grid_versions", [])) == 1  # not another version either
+    assert len(manifest.grid_versions) == 1  # not another version either
 
     report = tmp_path / "report"
     reported = runner.invoke(app, ["report", out, "--out", str(report)])

@@ -16,7 +16,7 @@ from analysis.finder import suggest as F
 from analysis.finder.finder_lrs import confirm_table
 from harness.errors import GridError
 from harness.grid.specs import FinderParams, FinderSpec
-from harness.store.records import FinderOutcome, FinderPoint
+from harness.store.records import FinderOutcome, FinderPoint, Manifest
 from harness.store.results import Store
 from lrbench.cli import app
 from lrbench.compose import prepare_grid
@@ -202,7 +202,8 @@ def test_confirm_table_sets_each_suggestion_against_its_ladders_best():
             for o, s, lrs in ladders
         ],  # fmt: skip
     }
-    table = confirm_table(trials, {"hand": {"grid": grid_json}}, 0.5).set_index("optimizer")
+    manifest = Manifest.from_json({"grid": grid_json})
+    table = confirm_table(trials, {"hand": manifest}, 0.5).set_index("optimizer")
     assert list(table.index) == ["adam", "gd", "rmsprop"]
     adam, gd, rms = table.loc["adam"], table.loc["gd"], table.loc["rmsprop"]
     assert adam["best_lr"] == 0.0316228
@@ -211,7 +212,7 @@ def test_confirm_table_sets_each_suggestion_against_its_ladders_best():
     assert not adam["best_at_edge"] and (adam["ladder_low"], adam["ladder_num"]) == (0.001, 5)
     assert gd["best_at_edge"] and gd["suggested_outcome"] == ""  # 0.17 is not on its ladder
     assert rms["trials"] == 0 and pd.isna(rms["best_lr"])
-    assert confirm_table(trials, {"hand": {"grid": {"lrs": [0.1]}}}, 0.5).empty
+    assert confirm_table(trials, {"hand": Manifest.from_json({"grid": {"lrs": [0.1]}})}, 0.5).empty
 
 
 # ---------------------------------------------------------------- for real ---

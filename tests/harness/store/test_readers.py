@@ -119,7 +119,8 @@ def mixed(source: Path, tmp_path: Path, old_first: bool) -> tuple[Path, Path, li
         old.append(f"{FINDER}/{min(p.name for p in (results / FINDER).glob('*.parquet'))}")
 
     nights = History(str(history))
-    trials, grid = store.read_trials(), (store.read_manifest() or {"grid": GRID})["grid"]
+    manifest = store.read_manifest()
+    trials, grid = store.read_trials(), manifest.grid if manifest is not None else GRID
     for day in (1, 2):
         started = pd.Timestamp(f"2026-11-0{day}T03:17:00Z")
         night = {

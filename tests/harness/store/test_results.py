@@ -123,7 +123,7 @@ def test_manifest_refuses_another_grids_directory(tmp_path):
     store = Store(str(tmp_path))
     store.open_sweep(a, {"host": "h"})
     store.open_sweep(a, {"host": "h"})  # a resume
-    assert len(store.read_manifest()["runs"]) == 2
+    assert len(store.read_manifest().runs) == 2
     with pytest.raises(StoreError, match="holds results of grid 'a' .* not of b.toml"):
         store.open_sweep(b, {})
 

@@ -40,7 +40,7 @@ def test_the_store_round_trips_on_s3_and_quarantines_a_corrupt_object(s3, capsys
     trials = store.read_trials()
     assert sorted(trials.status) == ["diverged", "reached"] and len(store.read_curves()) == 6
     assert set(store.finished()) == set(trials.trial_id)
-    assert Store(uri).read_manifest()["grid_digest"] == grid.digest
+    assert Store(uri).read_manifest().grid_digest == grid.digest
     with pytest.raises(StoreError, match="holds results of grid 'g'"):
         Store(uri).check_grid(replace(other, lrs=(0.2,)))
     with store.fs.open_output_stream(f"{store.root}/trials/bad.parquet") as sink:

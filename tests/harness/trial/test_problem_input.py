@@ -457,6 +457,7 @@ def test_a_grid_that_names_user_code_wrongly_is_one_line(
     one_error(show(project(tmp_path, datasets, models)), key, message)
 
 
+@pytest.mark.slow  # runs the lrbench console script's sweep twice
 def test_a_builder_module_that_cannot_be_found_stops_the_sweep_at_once(tmp_path):
     """The sweep fingerprints each builder's module before it loads data: a
     module that is not there, or whose package fails to import, is one line."""
