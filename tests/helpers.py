@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.grid.parse import parse_grid
-from harness.grid.specs import STOP_ID_NAMES, StopRule, TrialSpec
+from harness.grid.specs import STOP_ID_NAMES, GridSpec, StopRule, TrialSpec
 from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout the tests run in
@@ -249,3 +249,18 @@ def wait_session_gone(sid: int, timeout: float = 120) -> None:
         time.sleep(0.2)
     for pid in session_pids(sid):
         os.kill(pid, signal.SIGKILL)
+
+
+def stored_and_read_back(grid: GridSpec) -> GridSpec:
+    """``grid`` as a manifest stores it (JSON text) and ``GridSpec.from_json``
+    reads it back; a test asserts it is the same grid."""
+    import json
+
+    stored = json.loads(json.dumps(grid.to_json()))
+    back = GridSpec.from_json(stored, grid.source)
+    assert json.loads(json.dumps(back.to_json())) == stored
+    assert back.digest == grid.digest
+    assert [(t.trial_id, t.lr_source) for t in back.expand()] == [
+        (t.trial_id, t.lr_source) for t in grid.expand()
+    ]
+    return back

@@ -145,40 +145,40 @@ def confirm_table(
         df = df[df["schedule"] == "constant"]
     rows = []
     for source, manifest in manifests.items():
-        grid = manifest.grid if manifest is not None else {}
-        if not grid.get("finder_lr"):
+        grid = manifest.grid_spec() if manifest is not None else None
+        if grid is None or grid.finder_lr is None:
             continue
-        for s in grid.get("suggested_lrs", []):
+        for s in grid.suggested_lrs:
             mine = df[
                 (df["source"] == source)
-                & (df["optimizer"] == s["optimizer"])
-                & (df["optimizer_kwargs"] == kwargs_json(s["optimizer_kwargs"]))
+                & (df["optimizer"] == s.optimizer)
+                & (df["optimizer_kwargs"] == kwargs_json(s.optimizer_kwargs))
             ]
-            ladder = sorted(s["lrs"])
+            ladder = sorted(s.lrs)
             base = {
                 "source": source,
-                "optimizer": s["optimizer"],
-                "rule": s["rule"],
-                "suggested_lr": s["suggested_lr"],
+                "optimizer": s.optimizer,
+                "rule": s.rule,
+                "suggested_lr": s.suggested_lr,
                 "ladder_low": ladder[0],
                 "ladder_high": ladder[-1],
                 "ladder_num": len(ladder),
             }
             if mine.empty:
-                rows.append({**base, "series": s["optimizer"], "trials": 0})
+                rows.append({**base, "series": s.optimizer, "trials": 0})
                 continue
             c = cells(mine, min_success)
             best = best_lr(c).set_index("series")["best_lr"]
             for series, group in c.groupby("series", sort=False):
                 b = float(best[series])
-                at = group[np.isclose(group["lr"], s["suggested_lr"], rtol=1e-5, atol=0)]
+                at = group[np.isclose(group["lr"], s.suggested_lr, rtol=1e-5, atol=0)]
                 rows.append(
                     {
                         **base,
                         "series": series,
                         "trials": int(group["n"].sum()),
                         "best_lr": b,
-                        "decades_from_best": math.log10(s["suggested_lr"] / b)
+                        "decades_from_best": math.log10(s.suggested_lr / b)
                         if math.isfinite(b)
                         else math.nan,
                         "suggested_outcome": at["outcome"].iloc[0] if len(at) else "",

@@ -316,6 +316,9 @@ class SuggestedLr:
         return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
 
 
+STORED_SKIP = "stored"  # Skipped.reason of one read back from JSON (``Skipped.stored``)
+
+
 @dataclass(frozen=True)
 class Skipped:
     """An optimizer of a ``lr = { best = DIR }`` grid that gets no LR, and why."""
@@ -328,9 +331,16 @@ class Skipped:
     reached: int = 0  # of which reached the target
     min_success: float = 0.5
 
+    @classmethod
+    def stored(cls, text: str) -> Skipped:
+        """A skip read back from a stored grid, which keeps only its line."""
+        return cls(optimizer=text, reason=STORED_SKIP, results="")
+
     @property
     def text(self) -> str:
         """One line for the console: which optimizer, and why it is skipped."""
+        if self.reason == STORED_SKIP:
+            return self.optimizer
         if self.reason == "absent":
             return f"{self.optimizer}: not in {self.results}"
         if self.reached == 0:
@@ -535,6 +545,48 @@ class GridSpec:
             data.pop("finder_lr")
             data.pop("suggested_lrs")
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "") -> GridSpec:
+        """The grid ``to_json`` stored (in a manifest, a Parquet file's metadata or
+        a nightly history), from any lrbench version: a field it lacks takes its
+        default, a key this lrbench does not know is left out. The same grid
+        again: the same JSON, digest and trials. ``source`` names where it was
+        read (a stored grid has lost its file's path)."""
+
+        def known(kind: type, value: dict[str, Any]) -> dict[str, Any]:
+            names = {f.name for f in fields(kind)}
+            return {k: v for k, v in value.items() if k in names}
+
+        def tupled(kind: type, value: dict[str, Any], *keys: str) -> Any:
+            given = known(kind, value)
+            return kind(**{**given, **{k: tuple(given[k]) for k in keys if k in given}})
+
+        best, finder = data.get("best_lr"), data.get("finder_lr")
+        scalars: dict[str, Any] = {"name": "", "source": source}
+        scalars.update({k: data[k] for k in ("name", "description", "data_dir") if k in data})
+        return cls(
+            **scalars,
+            datasets=tuple(DatasetSpec(**known(DatasetSpec, d)) for d in data.get("datasets", [])),
+            models=tuple(tupled(ModelSpec, m, "widths") for m in data.get("models", [])),
+            optimizers=tuple(
+                OptimizerSpec(**known(OptimizerSpec, o)) for o in data.get("optimizers", [])
+            ),
+            lrs=tuple(data.get("lrs", ())),
+            best_lr=BestLr(**known(BestLr, best)) if best else None,
+            chosen_lrs=tuple(ChosenLr(**known(ChosenLr, c)) for c in data.get("chosen_lrs", [])),
+            skipped=tuple(Skipped.stored(text) for text in data.get("skipped", [])),
+            finder_lr=FinderLr(**known(FinderLr, finder)) if finder else None,
+            suggested_lrs=tuple(
+                tupled(SuggestedLr, s, "lrs") for s in data.get("suggested_lrs", [])
+            ),
+            batch_sizes=tuple(data.get("batch_sizes", (100,))),
+            losses=tuple(data.get("losses", ("crossentropy",))),
+            schedules=tuple(dict(s) for s in data.get("schedules", (CONSTANT_SCHEDULE,))),
+            seeds=tuple(data.get("seeds", (0,))),
+            stop=StopRule(**known(StopRule, data.get("stop") or {})),
+            resources=Resources(**known(Resources, data.get("resources") or {})),
+        )
 
     @property
     def digest(self) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from harness.grid.specs import SETUP_FIELDS, FinderSpec, Setup, StopRule, kwargs_json
+from harness.grid.specs import SETUP_FIELDS, FinderSpec, GridSpec, Setup, kwargs_json
 
 if TYPE_CHECKING:
     from harness.grid.specs import TrialSpec
@@ -266,6 +266,9 @@ class GridVersion:
         return asdict(self)
 
 
+MANIFEST_SOURCE = "manifest.json"  # the source of a grid read back from a manifest
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A results directory's ``manifest.json``: the grid it holds (and each
@@ -334,11 +337,9 @@ class Manifest:
         )
         return replace(self, runs=runs)
 
-    def stop_rule(self) -> StopRule:
-        """The stop rule of the grid stored here (the fields this lrbench knows)."""
-        known = {f.name for f in fields(StopRule)}
-        stop = self.grid.get("stop") or {}
-        return StopRule(**{k: v for k, v in stop.items() if k in known})
+    def grid_spec(self) -> GridSpec:
+        """The grid stored here, as this lrbench reads it (``GridSpec.from_json``)."""
+        return GridSpec.from_json(self.grid, source=MANIFEST_SOURCE)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,9 @@ def test_an_optimizer_without_success_is_skipped_with_a_reason(tmp_path, write_g
         f"rmsprop: not in {results}",
     ]
     assert {t.optimizer for t in spec.expand()} == {"adam"}
+    back = helpers.stored_and_read_back(spec)  # the chosen LRs and the skipped lines kept
+    assert back.chosen_lrs == spec.chosen_lrs
+    assert [s.text for s in back.skipped] == [s.text for s in spec.skipped]
 
 
 def test_no_optimizer_left_is_a_grid_error(tmp_path, write_grid):

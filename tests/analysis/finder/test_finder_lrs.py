@@ -62,6 +62,7 @@ def test_each_optimizer_gets_a_ladder_centred_on_its_suggestion(tmp_path, write_
     store_range_test(results, "adam")
     store_range_test(results, "gd")
     spec = prepare_grid(grid(write_grid, results, extra=", decades = 2, num = 5"))
+    assert helpers.stored_and_read_back(spec).suggested_lrs == spec.suggested_lrs
     adam = next(s for s in spec.suggested_lrs if s.optimizer == "adam")
     assert adam.suggested_lr == pytest.approx(0.01) and adam.rule == "min/10"
     assert adam.lrs == (0.001, 0.00316228, 0.01, 0.0316228, 0.1)

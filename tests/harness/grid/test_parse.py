@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import glob
 import hashlib
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from harness.errors import GridError
 from harness.grid.parse import load_grid, log_spaced, parse_grid
 from harness.grid.plan import plan
+from tests import helpers
 
 BASE = {
     "datasets": ["mnist5k"],
@@ -193,3 +195,11 @@ def test_the_reference_grids_keep_their_digests_and_trial_ids(name):
     ids = [t.trial_id for t in grid.expand()]
     got = (grid.digest, len(ids), hashlib.sha256("".join(ids).encode()).hexdigest()[:12])
     assert got == REFERENCE_IDS[name]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("grids/*.toml")))
+def test_every_shipped_grid_reads_back_from_its_stored_json(path):
+    """What a manifest, a Parquet file and a history store is the same grid
+    again: JSON, digest, trial ids and provenance (``lr = { best | finder }``
+    grids are read back resolved in tests/analysis)."""
+    helpers.stored_and_read_back(load_grid(path))

@@ -32,8 +32,9 @@ def test_an_older_manifest_reads_and_writes_back_unchanged():
     assert manifest.versions() == ["d1"] and manifest.extra == {"written_by": "a newer lrbench"}
     run = manifest.runs[0]
     assert run.sweep_run_id == "r1" and run.info == {"host": "h"} and run.finished_at is None
-    # the stop rule of the stored grid, with the keys this lrbench does not know left out
-    assert manifest.stop_rule() == StopRule(target=0.8, window=5)
+    # the stored grid, with the keys this lrbench does not know left out
+    assert manifest.grid_spec().stop == StopRule(target=0.8, window=5)
+    assert manifest.grid_spec().lrs == (0.1,) and manifest.grid_spec().name == "test"
 
 
 def test_a_run_is_opened_then_closed_and_a_grown_grid_becomes_a_version():
