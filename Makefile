@@ -41,9 +41,10 @@ notebook: $(STAMP)
 
 # Two test processes, each file kept in one (--dist loadfile): most real-run tests
 # wait on Ray's start and on subprocesses. TEST_WORKERS=0 runs them in one process.
+# The 25 slowest tests are listed at the end, to see where the time goes.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # The unit tier: every test not marked slow (no Ray, no training)
 test-fast: $(STAMP)

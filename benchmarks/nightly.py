@@ -4,7 +4,9 @@ Builds synthetic histories (no training) of the nightly grid's shape, 96 trials
 a night, with a few percent of timing noise, and times, for each length:
 committing one more night, reading the whole history back, judging the latest
 night, and writing the report. Prints one row per length, and the ratio of the
-longest history's times to the shortest's.
+longest history's times to the shortest's. ``uncached s`` judges the same night
+with ``NightCells`` computing every set of nights anew, as the judgement did
+before it kept them: the ratio is the cache's saving, side by side.
 
 Usage: python benchmarks/nightly.py [--nights 30 90 365]
 """
@@ -83,9 +85,16 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    from analysis.nightly import judge as judge_module
     from analysis.nightly import render
     from analysis.nightly.judge import Rules, judge
+    from analysis.nightly.noise import NightCells, night_cells
     from harness.store.history import History
+
+    class Uncached(NightCells):
+        def of(self, run_ids):
+            rows = self.history[self.history["run_id"].isin(frozenset(run_ids))]
+            return night_cells(rows, self.min_success)
 
     rules = Rules()
     rows = []
@@ -102,13 +111,24 @@ def main() -> None:
             t0 = time.perf_counter()
             judgement = judge(frame, rules)
             judge_s = time.perf_counter() - t0
+            judge_module.NightCells = Uncached  # the same judgement, no set of nights kept
+            t0 = time.perf_counter()
+            uncached = judge(frame, rules)
+            uncached_s = time.perf_counter() - t0
+            judge_module.NightCells = NightCells
+            assert uncached.findings.equals(judgement.findings)
             t0 = time.perf_counter()
             render.write(history, judgement, rules)
             report_s = time.perf_counter() - t0
-            rows.append((length, len(frame), commit_s, read_s, judge_s, report_s))
-    print(f"{'nights':>7} {'rows':>7} {'commit s':>9} {'read s':>8} {'judge s':>8} {'report s':>9}")
-    for length, n, c, r, j, w in rows:
-        print(f"{length:>7} {n:>7} {c:>9.3f} {r:>8.3f} {j:>8.3f} {w:>9.3f}")
+            rows.append((length, len(frame), commit_s, read_s, judge_s, report_s, uncached_s))
+    print(
+        f"{'nights':>7} {'rows':>7} {'commit s':>9} {'read s':>8} {'judge s':>8} "
+        f"{'report s':>9} {'uncached s':>11} {'cache':>6}"
+    )
+    for length, n, c, r, j, w, u in rows:
+        print(
+            f"{length:>7} {n:>7} {c:>9.3f} {r:>8.3f} {j:>8.3f} {w:>9.3f} {u:>11.3f} {u / j:>5.1f}x"
+        )
     first, last = rows[0], rows[-1]
     growth = last[0] / first[0]
     print(

@@ -364,7 +364,7 @@ for module in sys.argv[3:]:
         failed[module] = error or "exited with an error"
 print(json.dumps(failed))
 """
-THIRD_PARTY = ("numpy", "pandas", "pyarrow.dataset", "pyarrow.parquet", "typer", "rich", "keras")
+THIRD_PARTY = ("numpy", "pandas", "pyarrow.dataset", "pyarrow.parquet", "typer", "rich")
 
 
 @pytest.fixture(scope="module")

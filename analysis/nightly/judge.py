@@ -35,7 +35,7 @@ from analysis.nightly.compare import (
     compare_cells,
     findings_frame,
 )
-from analysis.nightly.noise import KEY, Rules, flip_shares, night_cells, noise
+from analysis.nightly.noise import KEY, NightCells, Rules, flip_shares, night_cells, noise
 from harness.errors import LrbenchError, ParamError
 from harness.store.records import STATUSES
 
@@ -231,14 +231,15 @@ def _no_baseline_note(earlier: pd.DataFrame, night: Night) -> str:
 
 
 def _findings(
-    history: pd.DataFrame, run_id: str, baseline: list[str], rules: Rules
+    cells_of: NightCells, run_id: str, baseline: list[str], rules: Rules
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[Finding]]:
     """Night ``run_id`` against ``baseline``: its cells, bands, noise thresholds
     and findings."""
-    tonight = night_cells(history[history["run_id"] == run_id], rules.min_success)
-    thresholds = noise(history, baseline, rules)
-    flips = flip_shares(history, baseline, rules)
-    base = night_cells(history[history["run_id"].isin(baseline)], rules.min_success)
+    history = cells_of.history
+    tonight = cells_of.of([run_id])
+    thresholds = noise(history, baseline, rules, cells_of)
+    flips = flip_shares(history, baseline, rules, cells_of)
+    base = cells_of.of(baseline)
     cells = compare_cells(base, tonight, thresholds, rules.floor_seconds, flips)
     bands = compare_bands(base, tonight, flips)
     found = [
@@ -254,6 +255,7 @@ def baseline_of(
     same: pd.DataFrame,
     rules: Rules,
     accepted: frozenset[str] = frozenset(),
+    cells_of: NightCells | None = None,
 ) -> tuple[list[str], list[str]]:
     """The baseline for the night after ``same`` (the earlier nights of its grid
     and device, oldest first), and the nights left out as regressions.
@@ -264,6 +266,7 @@ def baseline_of(
     accepted night (``lrbench nightly accept``) joins even so, and starts the
     pool anew. The baseline is the last ``baseline_nights`` of the pool. So a run
     of regressed nights cannot shift the baseline until one of them is accepted."""
+    cells_of = cells_of or NightCells(history, rules.min_success)
     pool: list[str] = []
     left_out: list[str] = []
     for night in same.itertuples(index=False):
@@ -274,7 +277,7 @@ def baseline_of(
             continue
         baseline = pool[-rules.baseline_nights :]
         if len(baseline) == rules.baseline_nights:  # while it fills, every good night joins
-            found = _findings(history, night.run_id, baseline, rules)[3]
+            found = _findings(cells_of, night.run_id, baseline, rules)[3]
             if any(f.verdict == "regression" for f in found):
                 left_out.append(night.run_id)
                 continue
@@ -301,7 +304,8 @@ def judge(
     same = earlier[
         (earlier["grid_digest"] == night.grid_digest) & (earlier["device"] == night.device)
     ]
-    baseline, left_out = baseline_of(history, same, rules, frozenset(accepted))
+    cells_of = NightCells(history, rules.min_success)  # each set of nights' cells computed once
+    baseline, left_out = baseline_of(history, same, rules, frozenset(accepted), cells_of)
     shown_nights = pd.concat([same, all_nights.iloc[[at]]], ignore_index=True)
     tonight_trials = history[history["run_id"] == night.run_id]
     context = all_nights.iloc[max(0, at - max(len(baseline), 1)) : at + 1]
@@ -323,7 +327,7 @@ def judge(
             env=env,
             trend=trend_frame,
         )
-    cells, bands, thresholds, found = _findings(history, night.run_id, baseline, rules)
+    cells, bands, thresholds, found = _findings(cells_of, night.run_id, baseline, rules)
     dates = same[same["run_id"].isin(baseline)]["date"]
     span = (
         dates.iloc[0] if dates.iloc[0] == dates.iloc[-1] else f"{dates.iloc[0]} .. {dates.iloc[-1]}"

@@ -12,6 +12,7 @@ pooled over cells (``cell`` scope) or as each night's median over cells
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,25 @@ def night_cells(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.Da
     return cells(label_series(df), min_success)
 
 
+class NightCells:
+    """``night_cells`` of sets of a history's nights, each set computed once: a
+    judgement asks for the same nights again and again (each baseline night
+    alone, the others pooled, all of them, for every night judged on the way)."""
+
+    def __init__(self, history: pd.DataFrame, min_success: float = MIN_SUCCESS) -> None:
+        self.history = history
+        self.min_success = min_success
+        self._done: dict[frozenset[str], pd.DataFrame] = {}
+
+    def of(self, run_ids: Iterable[str]) -> pd.DataFrame:
+        """The cells of the nights ``run_ids`` pooled (a copy: the caller's own)."""
+        key = frozenset(run_ids)
+        if key not in self._done:
+            rows = self.history[self.history["run_id"].isin(key)]
+            self._done[key] = night_cells(rows, self.min_success)
+        return self._done[key].copy()
+
+
 def _threshold(values: list[float], k: float, floor: float) -> dict[str, Any]:
     import numpy as np
 
@@ -92,20 +112,22 @@ def _changes(now: pd.DataFrame, then: pd.DataFrame, column: str) -> pd.Series:
     return (ratio - 1.0)[ratio.notna() & (ratio > 0)]
 
 
-def noise(history: pd.DataFrame, baseline: list[str], rules: Rules) -> pd.DataFrame:
+def noise(
+    history: pd.DataFrame, baseline: list[str], rules: Rules, cells_of: NightCells | None = None
+) -> pd.DataFrame:
     """Per metric, the noise thresholds: over the baseline nights, each night's
     relative change against the median of the others (``cell`` scope: pooled
     over cells; ``all cells``: each night's median over cells), summarised by
     their median and scaled MAD, with the thresholds ``up`` and ``down``."""
     import pandas as pd
 
+    cells_of = cells_of or NightCells(history, rules.min_success)
     per_cell: dict[str, list[float]] = {m: [] for m in METRICS}
     per_night: dict[str, list[float]] = {m: [] for m in METRICS}
     if len(baseline) >= 2:
         for run_id in baseline:
-            one = night_cells(history[history["run_id"] == run_id], rules.min_success)
-            others = history[history["run_id"].isin([r for r in baseline if r != run_id])]
-            rest = night_cells(others, rules.min_success)
+            one = cells_of.of([run_id])
+            rest = cells_of.of(r for r in baseline if r != run_id)
             for metric, (column, _) in METRICS.items():
                 changes = _changes(one, rest, column)
                 per_cell[metric] += changes.tolist()
@@ -119,7 +141,9 @@ def noise(history: pd.DataFrame, baseline: list[str], rules: Rules) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def flip_shares(history: pd.DataFrame, baseline: list[str], rules: Rules) -> pd.DataFrame:
+def flip_shares(
+    history: pd.DataFrame, baseline: list[str], rules: Rules, cells_of: NightCells | None = None
+) -> pd.DataFrame:
     """Per cell (``KEY``), ``flip_share``: the share of baseline nights whose own
     outcome differs from the outcome of all baseline nights pooled. Empty with
     fewer than two baseline nights."""
@@ -127,11 +151,11 @@ def flip_shares(history: pd.DataFrame, baseline: list[str], rules: Rules) -> pd.
 
     if len(baseline) < 2:
         return pd.DataFrame(columns=[*KEY, "flip_share"])
-    pooled = night_cells(history[history["run_id"].isin(baseline)], rules.min_success)
-    pooled = pooled[[*KEY, "outcome"]]
+    cells_of = cells_of or NightCells(history, rules.min_success)
+    pooled = cells_of.of(baseline)[[*KEY, "outcome"]]
     differs = []
     for run_id in baseline:
-        one = night_cells(history[history["run_id"] == run_id], rules.min_success)
+        one = cells_of.of([run_id])
         merged = pooled.merge(one[[*KEY, "outcome"]], on=KEY, how="left", suffixes=("", "_night"))
         differs.append((merged["outcome"] != merged["outcome_night"]).to_numpy())
     out = pooled[KEY].copy()

@@ -12,7 +12,7 @@ runner = CliRunner()
 
 
 def test_show_prints_axes_count_and_worst_case():
-    result = runner.invoke(app, ["show", "grids/paper.toml", "--cpus", "2"])
+    result = runner.invoke(app, ["show", "grids/paper.toml", "--cpus", "2", "--no-build"])
     assert result.exit_code == 0, result.output
     assert "trials      288" in result.output
     assert "48 values, 1e-06 .. 100" in result.output

