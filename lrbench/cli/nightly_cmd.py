@@ -35,8 +35,8 @@ def new_spelling(args: list[str]) -> list[str]:
     """The subcommand form of the single-command spelling of earlier releases
     (``lrbench nightly GRID``, ``--compare-only``, ``--accept RUN_ID``), which
     still works for this release; ``args`` as they are when already new."""
-    if not args or args[0] in SUBCOMMANDS or args[0] == "--help":
-        return args
+    if not args or args[0] == "--help" or any(a in SUBCOMMANDS for a in args):
+        return args  # new already (a misplaced option is click's to name)
     rest = list(args)
     accept = next((i for i, a in enumerate(rest) if a.split("=")[0] == "--accept"), None)
     if accept is not None:

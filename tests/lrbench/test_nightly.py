@@ -235,3 +235,4 @@ def test_the_earlier_spelling_still_works_with_a_one_line_notice(tmp_path):
     assert [new_spelling(a) for a in (["judge"], ["--help"], [])] == [["judge"], ["--help"], []]
     assert new_spelling(["--accept", "r1", "--history", "h"]) == ["accept", "r1", "--history", "h"]
     assert new_spelling(["g.toml", "--no-compare-only"]) == ["run", "g.toml"]
+    assert new_spelling(["--history", "h", "judge"]) == ["--history", "h", "judge"]
