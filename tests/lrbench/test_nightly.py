@@ -64,9 +64,13 @@ def test_two_real_nights_then_a_resumed_one(write_grid, tmp_path):
     runs = list(dict.fromkeys(history.sort_values("run_started_at")["run_id"]))
     assert len(runs) == 2 and len(history) == 2 * 6
     assert history["complete"].all() and set(history["revision"]) == {"rev-under-test"}
-    assert history["date"].nunique() == 1  # the same date: two runs, two files, one partition
-    partition = root / "nights" / f"date={history['date'].iloc[0]}"
-    assert sorted(p.stem for p in partition.glob("*.parquet")) == sorted(runs)
+    # two runs, two files, each in the partition of its UTC start date (the same
+    # one, unless midnight fell between them)
+    for run_id, rows in history.groupby("run_id"):
+        started = rows["run_started_at"].iloc[0].tz_convert("UTC").date().isoformat()
+        assert set(rows["date"]) == {started}
+        assert (root / "nights" / f"date={started}" / f"{run_id}.parquet").exists()
+    assert len(list((root / "nights").glob("date=*/*.parquet"))) == 2
     env = json.loads(history["env"].iloc[0])
     assert env["versions"]["tensorflow"] and env["device"].startswith("cpu")
     assert env["device_class"] == "test-box"
