@@ -6,20 +6,20 @@ reads the earlier sweep and calls it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from harness.errors import GridError
-from harness.grid.specs import ChosenLr, GridSpec, Skipped, kwargs_json
+from harness.grid.resolved import ChosenLr, ResolvedGrid, Skipped
+from harness.grid.specs import FromBest, GridSpec, kwargs_json
 from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def resolve_best_lrs(grid: GridSpec, trials: pd.DataFrame) -> GridSpec:
-    """``grid`` with ``chosen_lrs`` (and ``skipped``) filled from ``trials``, the
-    rows of the sweep ``grid.best_lr`` names.
+def resolve_best_lrs(grid: GridSpec, trials: pd.DataFrame) -> ResolvedGrid:
+    """``grid`` (``lr = { best = DIR }``) resolved: its LRs chosen from
+    ``trials``, the rows of the sweep DIR names (``ResolvedGrid.from_best``).
 
     An optimizer with no succeeding LR there is skipped, and so is one the
     sweep never ran. No optimizer left to run is a ``GridError`` on ``lr.best``.
@@ -27,8 +27,9 @@ def resolve_best_lrs(grid: GridSpec, trials: pd.DataFrame) -> GridSpec:
     from analysis.cells import ranked_lrs
     from analysis.labels import label_series
 
-    best = grid.best_lr
-    assert best is not None
+    best = grid.lr
+    if not isinstance(best, FromBest):
+        raise TypeError(f"resolve_best_lrs takes a grid with lr = {{ best = DIR }}: {grid.source}")
     trials = label_series(trials)
     chosen: list[ChosenLr] = []
     skipped: list[Skipped] = []
@@ -72,4 +73,4 @@ def resolve_best_lrs(grid: GridSpec, trials: pd.DataFrame) -> GridSpec:
             f"no optimizer of this grid succeeded in {best.results}: none has a learning "
             f"rate that reached the target ({'; '.join(s.text for s in skipped)})",
         )
-    return replace(grid, chosen_lrs=tuple(chosen), skipped=tuple(skipped))
+    return ResolvedGrid.from_best(grid, chosen, skipped)

@@ -34,7 +34,7 @@ _POINT_FIELDS = [f.name for f in fields(CurvePoint)]
 def stop_rules(manifests: dict[str, Manifest | None]) -> dict[str, StopRule]:
     """Each source's stop rule, from the grid its manifest stores."""
     return {
-        source: manifest.grid_spec().stop if manifest is not None else StopRule()
+        source: manifest.resolved_grid().spec.stop if manifest is not None else StopRule()
         for source, manifest in manifests.items()
     }
 

@@ -235,7 +235,7 @@ def fill(grid_path: str, out: str, points: int) -> None:
 
     grid = prepare_grid(grid_path)
     trials = grid.expand()
-    data = load_grid_data(grid, {t.dataset for t in trials})
+    data = load_grid_data(grid.spec, {t.dataset for t in trials})
     fingerprints = {name: d.fingerprint() for name, d in data.items()}
     store = Store(out)
     store.open_sweep(grid, {"trials": len(trials), "pending": len(trials), "fill": True})

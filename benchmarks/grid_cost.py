@@ -54,9 +54,9 @@ from dataclasses import replace
 
 import harness.trial.train
 from harness.trial.data import load_dataset
-from harness.grid.parse import load_grid
 from harness.store.records import TrialStatus
 from harness.rules.tracker import StopTracker
+from lrbench.compose import prepare_grid
 
 
 class NaiveTracker(StopTracker):
@@ -70,9 +70,10 @@ class NaiveTracker(StopTracker):
 
 
 harness.trial.train.StopTracker = NaiveTracker
-grid = load_grid(sys.argv[1])
+resolved = prepare_grid(sys.argv[1])
+grid = resolved.spec
 data, out = {}, {}
-for spec in grid.expand():
+for spec in resolved.expand():
     if spec.dataset not in data:
         data[spec.dataset] = load_dataset(spec.dataset, grid.data_dir)
     naive = replace(spec, stop=replace(spec.stop, diverge_factor=math.inf, prune=None))
@@ -87,11 +88,12 @@ PRUNED_SWEEP = """
 import sys
 from dataclasses import replace
 
-from harness.grid.parse import load_grid
 from harness.sweep.driver import run_sweep
+from lrbench.compose import prepare_grid
 
-grid = load_grid(sys.argv[1])
-run_sweep(replace(grid, stop=replace(grid.stop, prune=sys.argv[3])), sys.argv[2])
+resolved = prepare_grid(sys.argv[1])
+stop = replace(resolved.spec.stop, prune=sys.argv[3])
+run_sweep(replace(resolved, spec=replace(resolved.spec, stop=stop)), sys.argv[2])
 """
 
 
@@ -127,8 +129,12 @@ def _with_lrs(grid_file: Path, n: int, tmp: str) -> Path:
     import re
 
     from harness.grid.parse import load_grid
+    from harness.grid.specs import Fixed
 
-    lrs = load_grid(grid_file).lrs
+    lr = load_grid(grid_file).lr
+    if not isinstance(lr, Fixed):
+        sys.exit(f"--lrs replaces a grid's own LRs; {grid_file} takes them from elsewhere")
+    lrs = lr.lrs
     text = grid_file.read_text()
     line = f"lr = {{ start = {min(lrs):g}, stop = {max(lrs):g}, num = {n} }}"
     text = re.sub(r"^lr = .*$", line, text, count=1, flags=re.M)
@@ -146,8 +152,8 @@ def main() -> None:
     parser.add_argument("--keep", help="keep the sweeps' results directories under this folder")
     args = parser.parse_args()
 
-    from harness.grid.parse import load_grid
     from harness.store.results import Store
+    from lrbench.compose import prepare_grid
 
     runs = {}
     with tempfile.TemporaryDirectory(prefix="lrbench-cost-") as tmp:
@@ -155,12 +161,12 @@ def main() -> None:
         grid_file = ROOT / args.grid
         if args.lrs:
             grid_file = _with_lrs(grid_file, args.lrs, tmp)
-        grid = load_grid(grid_file)
-        trials = grid.expand()
+        resolved = prepare_grid(grid_file)
+        trials = resolved.expand()
         print(
             f"grid {args.grid}{f' with {args.lrs} LRs' if args.lrs else ''}: {len(trials)} "
             f"trials, {os.cpu_count()} cpus; every trial, naive or not, runs with "
-            f"{grid.resources.cpus:g} cpu threads (the grid's [resources] cpus)",
+            f"{resolved.spec.resources.cpus:g} cpu threads (the grid's [resources] cpus)",
             flush=True,
         )
         statuses = os.path.join(tmp, "naive.json")
@@ -173,7 +179,7 @@ def main() -> None:
             _run([lrbench, "sweep", str(grid_file), "--out", out]),
             Store(out).read_trials().set_index("trial_id"),
         )
-        if not grid.stop.prune:
+        if not resolved.spec.stop.prune:
             out = os.path.join(where, "pruned")
             runs[f"lrbench, prune {args.prune} + guard"] = (
                 _run([sys.executable, "-c", PRUNED_SWEEP, str(grid_file), out, args.prune]),

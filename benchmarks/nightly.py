@@ -32,12 +32,14 @@ def night_trials(rng: random.Random, started):
     import pandas as pd
 
     from harness.grid.parse import load_grid
+    from harness.grid.resolved import ResolvedGrid
     from harness.store.records import TrialRecord, TrialStatus
 
-    grid = load_grid(ROOT / "grids" / "nightly.toml")
+    grid = ResolvedGrid.fixed(load_grid(ROOT / "grids" / "nightly.toml"))
+    lrs = sorted({choice.lr for choice in grid.lrs})
     rows = []
     for spec in grid.expand():
-        i = grid.lrs.index(spec.lr)
+        i = lrs.index(spec.lr)
         if 2 <= i <= 4:
             status = TrialStatus.REACHED
         else:

@@ -60,12 +60,13 @@ SERIAL_LOOP = """
 import os, sys
 from harness import userref
 from harness.trial.data import load_grid_data
-from harness.grid.parse import load_grid
 from harness.trial.train import run_trial
+from lrbench.compose import prepare_grid
 
-grid = load_grid(sys.argv[1])
+resolved = prepare_grid(sys.argv[1])
+grid = resolved.spec
 userref.add_to_path(userref.search_dirs(grid.source))  # a user's builder imports here
-specs = grid.expand()
+specs = resolved.expand()
 data = load_grid_data(grid, {spec.dataset for spec in specs})
 for spec in specs:
     run_trial(spec, data[spec.dataset], cpus=os.cpu_count())
@@ -75,20 +76,21 @@ THROUGHPUT = """
 import json, sys, time
 from dataclasses import replace
 from harness import userref
-from harness.grid.parse import load_grid
 from harness.grid.specs import CONSTANT_SCHEDULE
 from harness.trial.train import (
     build_compiled, configure_threads, make_dataset, run_trial, sparse_labels,
 )
+from lrbench.compose import prepare_grid
 
-grid = load_grid(sys.argv[1])
+resolved = prepare_grid(sys.argv[1])
+grid = resolved.spec
 epochs, repeats = int(sys.argv[2]), int(sys.argv[3])
 threads = configure_threads(grid.resources.cpus)
 import keras
 from harness.trial.data import load_grid_data
 
 userref.add_to_path(userref.search_dirs(grid.source))  # a user's builder imports here
-first = grid.expand()[0]
+first = resolved.expand()[0]
 data = load_grid_data(grid, [first.dataset])[first.dataset].head(first.train_size)
 n = len(data.x_train)
 # adam at 1e-3 that never stops early: a target it cannot reach, no budget or divergence stop
@@ -166,10 +168,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from harness.grid.parse import load_grid
+    from lrbench.compose import prepare_grid
 
-    grid = load_grid(ROOT / args.grid)
-    n = len(grid.expand())
+    resolved = prepare_grid(ROOT / args.grid)
+    grid = resolved.spec
+    n = len(resolved.expand())
     print(f"grid {args.grid}: {n} trials, {os.cpu_count()} cpus", flush=True)
     if not args.skip_sweep:
         _sweep_overhead(args, grid)

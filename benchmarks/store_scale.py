@@ -31,6 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.grid.specs import TrialSpec
 from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 from harness.store.results import Store
@@ -55,7 +56,7 @@ def specs(n: int) -> list[TrialSpec]:
         },
         "store-scale.toml",
     )
-    return grid.expand()[:n]
+    return ResolvedGrid.fixed(grid).expand()[:n]
 
 
 def outcome(spec: TrialSpec, points: int, rng: random.Random) -> TrialOutcome:

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from harness.grid.specs import GridSpec
+from harness.grid.resolved import ResolvedGrid
 from harness.store.history import History
 from harness.store.location import redact
 from harness.store.migrate import migrate
@@ -35,27 +35,27 @@ class NightRun:
     abandoned: tuple[str, ...] = ()  # uncommitted runs of other dates or grids, left as they are
 
 
-def new_run_info(grid: GridSpec, now: datetime) -> NightInfo:
+def new_run_info(grid: ResolvedGrid, now: datetime) -> NightInfo:
     """A new run's identity: a sortable, unique id, its date, start and grid."""
     now = now.astimezone(UTC)
     return NightInfo(
         run_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
         date=now.date().isoformat(),
         started_at=now.isoformat(timespec="seconds"),
-        grid=grid.name,
+        grid=grid.spec.name,
         grid_digest=grid.digest,
-        source=redact(grid.source),  # stored, as the night's env: no credentials
+        source=redact(grid.spec.source),  # stored, as the night's env: no credentials
     )
 
 
-def resumable(pending: list[NightInfo], grid: GridSpec, date: str) -> NightInfo | None:
+def resumable(pending: list[NightInfo], grid: ResolvedGrid, date: str) -> NightInfo | None:
     """The newest uncommitted run of this grid started on ``date``, if any."""
     same = [i for i in pending if i.grid_digest == grid.digest and i.date == date]
     return same[-1] if same else None
 
 
 def run_night(
-    grid: GridSpec,
+    grid: ResolvedGrid,
     history_root: str,
     options: RunOptions | None = None,
     *,
@@ -76,7 +76,7 @@ def run_night(
 
 
 def _night(
-    grid: GridSpec,
+    grid: ResolvedGrid,
     history: History,
     options: RunOptions,
     revision: str | None,
@@ -91,13 +91,14 @@ def _night(
     from harness.trial.data import load_grid_data
     from harness.trial.models import check_optimizers
 
+    spec = grid.spec
     history.read()  # a corrupt history fails now, not after the night's sweep
     check_optimizers(
-        grid.source, grid.optimizers
+        spec.source, spec.optimizers
     )  # so do a keyword typo and a missing dataset (next)
-    names = [d.name for d in grid.datasets]
+    names = [d.name for d in spec.datasets]
     data = {
-        name: d.fingerprint() for name, d in load_grid_data(grid, names, options.data_dir).items()
+        name: d.fingerprint() for name, d in load_grid_data(spec, names, options.data_dir).items()
     }
     now = now or datetime.now(UTC)
     pending = history.pending()
@@ -117,7 +118,7 @@ def _night(
         **sysinfo.environment(),
         "device": str(devices.index[0]) if len(devices) else "",
         "data": data,
-        "grid_source": redact(grid.source),
+        "grid_source": redact(spec.source),
         "address": redact(options.address) if options.address else options.address,
     }
     if device_class:  # nights are compared by this instead of the exact device string

@@ -78,6 +78,7 @@ def real_sweep(tmp_path_factory) -> Path:
     from filelock import FileLock
 
     from harness.grid.parse import load_grid
+    from harness.grid.resolved import ResolvedGrid
     from harness.sweep.driver import run_sweep
 
     base = tmp_path_factory.getbasetemp()
@@ -90,7 +91,8 @@ def real_sweep(tmp_path_factory) -> Path:
         if not (base / "done").exists():
             grid_path = base / "grid.toml"
             grid_path.write_text(ANALYSIS_GRID)
-            result = run_sweep(load_grid(grid_path), str(out))  # resumes a failed one
+            grid = ResolvedGrid.fixed(load_grid(grid_path))
+            result = run_sweep(grid, str(out))  # resumes a failed one
             assert result.unfinished == 0, result
             (base / "done").touch()
     return out

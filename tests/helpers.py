@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.grid.parse import parse_grid
-from harness.grid.specs import STOP_ID_NAMES, GridSpec, StopRule, TrialSpec
+from harness.grid.resolved import ResolvedGrid
+from harness.grid.specs import (
+    STOP_ID_NAMES,
+    Fixed,
+    FromBest,
+    FromFinder,
+    GridSpec,
+    StopRule,
+    TrialSpec,
+)
 from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout the tests run in
@@ -24,7 +33,7 @@ GRID: dict[str, Any] = {
     # Unpruned, so a hopeless trial runs to its budget (tests of pruning turn it on).
     "stop": {"target": 0.8, "window": 20, "budget_s": 3600.0, "max_epochs": 4, "prune": False},
 }
-BASE = parse_grid(GRID, "tests/helpers.py").expand()[0]
+BASE = ResolvedGrid.fixed(parse_grid(GRID, "tests/helpers.py")).expand()[0]
 # a stop-rule field by its own name or by the name trial rows know it by
 _STOP_NAMES = {STOP_ID_NAMES.get(f.name, f.name): f.name for f in fields(StopRule)}
 
@@ -251,13 +260,26 @@ def wait_session_gone(sid: int, timeout: float = 120) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def stored_and_read_back(grid: GridSpec) -> GridSpec:
-    """``grid`` as a manifest stores it (JSON text) and ``GridSpec.from_json``
+def declared(spec: GridSpec) -> ResolvedGrid:
+    """``spec`` as a resolved grid before any LR is chosen for it: its own LRs,
+    or ``lr = { best | finder }`` with no chosen LR or ladder yet (what a grid
+    declares, stored and hashed without reading the earlier results)."""
+    match spec.lr:
+        case Fixed():
+            return ResolvedGrid.fixed(spec)
+        case FromBest():
+            return ResolvedGrid.from_best(spec, ())
+        case FromFinder():
+            return ResolvedGrid.from_finder(spec, ())
+
+
+def stored_and_read_back(grid: ResolvedGrid) -> ResolvedGrid:
+    """``grid`` as a manifest stores it (JSON text) and ``ResolvedGrid.from_json``
     reads it back; a test asserts it is the same grid."""
     import json
 
     stored = json.loads(json.dumps(grid.to_json()))
-    back = GridSpec.from_json(stored, grid.source)
+    back = ResolvedGrid.from_json(stored, grid.spec.source)
     assert json.loads(json.dumps(back.to_json())) == stored
     assert back.digest == grid.digest
     assert [(t.trial_id, t.lr_source) for t in back.expand()] == [

@@ -10,12 +10,13 @@ tests and calls ``resolve_finder_lrs``, ``analysis.report.writer`` calls
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from analysis.finder import suggest as F
 from harness.errors import GridError
-from harness.grid.specs import GridSpec, SuggestedLr, kwargs_json
+from harness.grid.resolved import ResolvedGrid, SuggestedLr
+from harness.grid.specs import FromFinder, GridSpec, kwargs_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,17 +48,20 @@ def _grid_keys(grid: GridSpec, opt: Any) -> pd.Series:
     return F.setup_key(pd.DataFrame(rows)).drop_duplicates()
 
 
-def resolve_finder_lrs(grid: GridSpec, points: pd.DataFrame) -> GridSpec:
-    """``grid`` with ``suggested_lrs`` filled: for each optimizer, the range test
-    in ``points`` (the stored finder rows of ``grid.finder_lr.results``) of the
-    grid's setup, the rule's suggestion, and the ladder around it.
+def resolve_finder_lrs(grid: GridSpec, points: pd.DataFrame) -> ResolvedGrid:
+    """``grid`` (``lr = { finder = DIR }``) resolved (``ResolvedGrid.from_finder``):
+    for each optimizer, the range test in ``points`` (the stored finder rows
+    of DIR) of the grid's setup, the rule's suggestion, and the ladder around it.
 
     One line (``GridError`` on ``lr.finder`` or ``lr.rule``) when the grid has
     several setups per optimizer, when an optimizer has no range test there (or
     several), and when the rule gives it no suggestion.
     """
-    finder = grid.finder_lr
-    assert finder is not None
+    finder = grid.lr
+    if not isinstance(finder, FromFinder):
+        raise TypeError(
+            f"resolve_finder_lrs takes a grid with lr = {{ finder = DIR }}: {grid.source}"
+        )
     first = _grid_keys(grid, grid.optimizers[0])
     if len(first) > 1:
         setups = grid.setups((grid.optimizers[0],), grid.seeds[0])
@@ -119,7 +123,7 @@ def resolve_finder_lrs(grid: GridSpec, points: pd.DataFrame) -> GridSpec:
                 lrs=finder.ladder(suggested),
             )
         )
-    return replace(grid, suggested_lrs=tuple(chosen))
+    return ResolvedGrid.from_finder(grid, chosen)
 
 
 def confirm_table(
@@ -145,10 +149,10 @@ def confirm_table(
         df = df[df["schedule"] == "constant"]
     rows = []
     for source, manifest in manifests.items():
-        grid = manifest.grid_spec() if manifest is not None else None
-        if grid is None or grid.finder_lr is None:
+        grid = manifest.resolved_grid() if manifest is not None else None
+        if grid is None or not isinstance(grid.spec.lr, FromFinder):
             continue
-        for s in grid.suggested_lrs:
+        for s in grid.suggested:
             mine = df[
                 (df["source"] == source)
                 & (df["optimizer"] == s.optimizer)

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.grid.specs import CONSTANT_SCHEDULE, NOT_IN_IDS, GridSpec
+from harness.grid.specs import CONSTANT_SCHEDULE, NOT_IN_IDS
 from harness.store.location import redact_json
 
-# The grid's axes, as ``GridSpec.to_json`` names them: each may gain values.
+if TYPE_CHECKING:
+    from harness.grid.resolved import ResolvedGrid
+
+# The grid's axes, as ``ResolvedGrid.to_json`` names them: each may gain values.
 AXES = ("datasets", "models", "optimizers", "lrs", "batch_sizes", "losses", "schedules", "seeds")
 # What must stay as it was: the trials' stop rule and the sweep's identity.
 FIXED = ("name", "stop", "best_lr", "finder_lr")
@@ -86,7 +89,7 @@ def _text(value: Any) -> str:
     return _key(value)
 
 
-def compare(stored: dict[str, Any], new: GridSpec) -> GridChange:
+def compare(stored: dict[str, Any], new: ResolvedGrid) -> GridChange:
     """How ``new`` relates to ``stored`` (a manifest's grid JSON): the same
     grid, a superset that adds values, or a change refused with the first key
     that makes it incomparable."""

@@ -1,13 +1,14 @@
 """Grid files: read a TOML grid and validate it into a ``GridSpec``.
 
-Pure: nothing is read but the file itself. ``lr = { best = DIR }`` and
-``lr = { finder = DIR }`` are parsed here and resolved against the earlier
+Pure: nothing is read but the file itself. The ``lr`` setting becomes one
+``LrSetting``: ``Fixed`` LRs, or ``lr = { best = DIR }`` (``FromBest``) and
+``lr = { finder = DIR }`` (``FromFinder``), resolved against the earlier
 results by ``lrbench.compose``. Nothing
 here imports TensorFlow or Ray, so a bad grid file is reported in well under a
 second. See ``docs/grids.md`` for the format.
 
 Credentials stop here: a DIR that is a URI with a key in it (``s3://KEY:SECRET@``,
-``?secret_key=``) is kept as given only for reading it (``BestLr.location``);
+``?secret_key=``) is kept as given only for reading it (``FromBest.location``);
 everything shown or stored (``results``, the grid's JSON and digest, each
 trial's ``lr_source``) has them hidden. ``data_dir`` and a dataset's ``path``
 are local paths, and a URI there is refused.
@@ -31,10 +32,12 @@ from harness.grid.specs import (
     OPTIMIZERS,
     RETIRED_RULES,
     TARGET_METRICS,
-    BestLr,
     DatasetSpec,
-    FinderLr,
+    Fixed,
+    FromBest,
+    FromFinder,
     GridSpec,
+    LrSetting,
     ModelSpec,
     OptimizerSpec,
     Resources,
@@ -318,7 +321,7 @@ def _optimizers(top: _Table) -> tuple[OptimizerSpec, ...]:
     return tuple(specs)
 
 
-def _best_lr(top: _Table, value: dict[str, Any]) -> BestLr:
+def _from_best(top: _Table, value: dict[str, Any]) -> FromBest:
     table = _Table(top.source, "lr", value, ("best", "top_k", "min_success"))
     results = table.string("best", None)
     if not results:
@@ -326,7 +329,7 @@ def _best_lr(top: _Table, value: dict[str, Any]) -> BestLr:
     min_success = table.number("min_success", 0.5, positive=True)
     if min_success > 1:
         raise table.error("min_success", f"must be in (0, 1], got {min_success:g}")
-    return BestLr(
+    return FromBest(
         results=redact(results),
         top_k=table.number("top_k", 1, positive=True, integer=True),
         min_success=min_success,
@@ -334,7 +337,7 @@ def _best_lr(top: _Table, value: dict[str, Any]) -> BestLr:
     )
 
 
-def _finder_lr(top: _Table, value: dict[str, Any]) -> FinderLr:
+def _from_finder(top: _Table, value: dict[str, Any]) -> FromFinder:
     table = _Table(top.source, "lr", value, ("finder", "rule", "decades", "num"))
     results = table.string("finder", None)
     if not results:
@@ -344,8 +347,8 @@ def _finder_lr(top: _Table, value: dict[str, Any]) -> FinderLr:
         raise table.error("rule", f"is required; rules: {', '.join(FINDER_RULES)}")
     if rule in RETIRED_RULES:
         raise table.error("rule", f"{rule!r} is ambiguous: {RETIRED_RULES[rule]}")
-    d = FinderLr(results, rule)
-    return FinderLr(
+    d = FromFinder(results, rule)
+    return FromFinder(
         results=redact(results),
         rule=table.string("rule", None, FINDER_RULES),
         decades=table.number("decades", d.decades, positive=True),
@@ -354,7 +357,9 @@ def _finder_lr(top: _Table, value: dict[str, Any]) -> FinderLr:
     )
 
 
-def _lrs(top: _Table) -> tuple[float, ...]:
+def _lr(top: _Table) -> LrSetting:
+    """The ``lr`` setting: ``{best = DIR}`` (before ``finder`` when both are
+    given), ``{finder = DIR, rule}``, or the grid's own LRs."""
     if "lr" not in top.data:
         raise top.error(
             "lr",
@@ -362,8 +367,14 @@ def _lrs(top: _Table) -> tuple[float, ...]:
             "or {finder = DIR, rule}",
         )
     value = top.get("lr")
-    if isinstance(value, dict) and ("best" in value or "finder" in value):
-        return ()
+    if isinstance(value, dict) and "best" in value:
+        return _from_best(top, value)
+    if isinstance(value, dict) and "finder" in value:
+        return _from_finder(top, value)
+    return Fixed(_lrs(top, value))
+
+
+def _lrs(top: _Table, value: Any) -> tuple[float, ...]:
     if isinstance(value, dict):
         table = _Table(top.source, "lr", value, ("start", "stop", "num"))
         for key in ("start", "stop", "num"):
@@ -491,9 +502,6 @@ def parse_grid(
         if loss not in LOSSES:
             raise top.error("loss", f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
     data_dir = _local(top, "data_dir", "directory")
-    lr_value = top.get("lr")
-    best = isinstance(lr_value, dict) and "best" in lr_value
-    finder = isinstance(lr_value, dict) and "finder" in lr_value and not best
     grid = GridSpec(
         name=_name(top, default_name),
         source=source,
@@ -502,9 +510,7 @@ def parse_grid(
         datasets=_datasets(top),
         models=_models(top),
         optimizers=_optimizers(top),
-        lrs=_lrs(top),
-        best_lr=_best_lr(top, lr_value) if best else None,
-        finder_lr=_finder_lr(top, lr_value) if finder else None,
+        lr=_lr(top),
         batch_sizes=_ints(top, "batch_size", 100, minimum=1),
         losses=tuple(dict.fromkeys(losses)),
         schedules=_schedules(top),

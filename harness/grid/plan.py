@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from harness.grid.resolved import ResolvedGrid
 from harness.grid.schedules import schedule_label
-from harness.grid.specs import GridSpec
+from harness.grid.specs import Fixed, FromBest, FromFinder, GridSpec
 
 if TYPE_CHECKING:
     from harness.grid.growth import GridChange
@@ -21,50 +22,56 @@ def _duration(seconds: float) -> str:
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
 
 
-def _ladder_lines(grid: GridSpec) -> list[str]:
+def _ladder_lines(grid: ResolvedGrid) -> list[str]:
     """Under ``lr = { finder = DIR }``: each optimizer's suggestion and ladder."""
     return [
         f"            {opt.label}: {s.rule} suggests {s.suggested_lr:.3g}; "
         + ", ".join(f"{lr:g}" for lr in s.lrs)
-        for opt in grid.optimizers
-        for s in grid.suggested_lrs
+        for opt in grid.spec.optimizers
+        for s in grid.suggested
         if s.matches(opt)
     ]
 
 
-def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
+def _lr_text(grid: ResolvedGrid) -> str:
+    """The ``lr`` line: the grid's own LRs, those chosen from an earlier
+    sweep, or how the ladders around range-test suggestions are built."""
+    match grid.spec.lr:
+        case Fixed(lrs=lrs):
+            return _fmt(lrs) if len(lrs) <= 12 else f"{len(lrs)} values, {lrs[0]:g} .. {lrs[-1]:g}"
+        case FromBest(top_k=top_k, results=results):
+            per_opt: dict[str, list[str]] = {}
+            for choice in grid.lrs:
+                per_opt.setdefault(choice.optimizer.label, []).append(f"{choice.lr:g}")
+            return f"best {top_k} of {results}: " + "; ".join(
+                f"{name} {', '.join(v)}" for name, v in per_opt.items()
+            )
+        case FromFinder() as f:
+            return (
+                f"{f.num} per optimizer over {f.decades:g} decades, centred on the {f.rule} "
+                f"suggestion of its range test in {f.results}:"
+            )
+
+
+def _fmt(values: tuple[Any, ...]) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def plan(resolved: ResolvedGrid, cpus: float, gpus: float = 0.0) -> list[str]:
     """Lines describing the expanded grid and its worst-case time on the given resources.
 
     Worst case: every trial runs its whole time budget, plus a startup estimate,
     with as many trials at once as the resources allow.
     """
-    trials = grid.expand()
+    grid = resolved.spec
+    trials = resolved.expand()
     res = grid.resources
     slots = int(cpus // res.cpus)
     if res.gpus > 0:
         slots = min(slots, int(gpus // res.gpus))
-
-    def fmt(values: tuple[Any, ...]) -> str:
-        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
-
-    lrs = grid.lrs
-    lr_text = fmt(lrs) if len(lrs) <= 12 else f"{len(lrs)} values, {lrs[0]:g} .. {lrs[-1]:g}"
-    if grid.best_lr is not None:
-        per_opt: dict[str, list[str]] = {}
-        for opt, lr, _ in grid.optimizer_lrs():
-            per_opt.setdefault(opt.label, []).append(f"{lr:g}")
-        lr_text = f"best {grid.best_lr.top_k} of {grid.best_lr.results}: " + "; ".join(
-            f"{name} {', '.join(v)}" for name, v in per_opt.items()
-        )
-    if grid.finder_lr is not None:
-        f = grid.finder_lr
-        lr_text = (
-            f"{f.num} per optimizer over {f.decades:g} decades, centred on the {f.rule} "
-            f"suggestion of its range test in {f.results}:"
-        )
     stop = grid.stop
     lines = [
-        f"grid        {grid.name}  ({grid.source}, digest {grid.digest})",
+        f"grid        {grid.name}  ({grid.source}, digest {resolved.digest})",
         *([f"            {grid.description}"] if grid.description else []),
         "datasets    "
         + ", ".join(
@@ -72,17 +79,18 @@ def plan(grid: GridSpec, cpus: float, gpus: float = 0.0) -> list[str]:
         ),
         "models      "
         + ", ".join(
-            f"{m.name} x{fmt(m.widths)}" + (f" {m.kwargs}" if m.kwargs else "") for m in grid.models
+            f"{m.name} x{_fmt(m.widths)}" + (f" {m.kwargs}" if m.kwargs else "")
+            for m in grid.models
         ),
         "optimizers  "
         + ", ".join(o.name + (f" {o.kwargs}" if o.kwargs else "") for o in grid.optimizers),
-        f"lr          {lr_text}",
-        *(f"            skipped: {s.text}" for s in grid.skipped),
-        *_ladder_lines(grid),
-        f"batch_size  {fmt(grid.batch_sizes)}",
+        f"lr          {_lr_text(resolved)}",
+        *(f"            skipped: {s.text}" for s in resolved.skipped),
+        *_ladder_lines(resolved),
+        f"batch_size  {_fmt(grid.batch_sizes)}",
         f"loss        {', '.join(grid.losses)}",
         f"schedule    {', '.join(schedule_label(s) for s in grid.schedules)}",
-        f"seeds       {fmt(grid.seeds)}",
+        f"seeds       {_fmt(grid.seeds)}",
         f"stop        {stop.metric} accuracy >= {stop.target:g}"
         + (f" (window {stop.window} steps)" if stop.metric == "recent" else "")
         + f", budget {stop.budget_s:g}s, max {stop.max_epochs} epochs"

@@ -2,14 +2,15 @@
 
 The leaf of the package: it imports nothing of lrbench, so every stage (grid
 parsing, trials, the sweep, the store, analysis) shares these types without
-an import circle. ``harness.grid.parse`` reads a TOML file into a ``GridSpec``;
-``GridSpec.expand`` turns it into ``TrialSpec``s, whose hash is the trial id.
+an import circle. ``harness.grid.parse`` reads a TOML file into a ``GridSpec``,
+its ``lr`` setting one ``LrSetting``; ``lrbench.compose`` resolves it into a
+``harness.grid.resolved.ResolvedGrid``, whose ``expand`` gives the
+``TrialSpec``s; a trial's hash is its id.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -199,7 +200,7 @@ class StopRule:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The rule as grids store it (``GridSpec.to_json``): unset later fields left out."""
+        """The rule as grids store it (``ResolvedGrid.to_json``): unset later fields left out."""
         data = asdict(self)
         for name in UNSET_NOT_IN_IDS:
             if not data[name]:
@@ -225,13 +226,26 @@ BEST_LR_RULE = "fastest median time to target; ties: fewer steps, then the lower
 
 
 @dataclass(frozen=True)
-class BestLr:
+class Fixed:
+    """``lr = [...]`` or ``lr = { start, stop, num }``: the same learning rates
+    for every optimizer."""
+
+    lrs: tuple[float, ...]  # sorted, each once
+
+    @property
+    def per_optimizer(self) -> int:
+        """How many LRs each optimizer runs."""
+        return len(self.lrs)
+
+
+@dataclass(frozen=True)
+class FromBest:
     """``lr = { best = DIR }``: each optimizer's best learning rates in an earlier
     sweep: the fastest median time to target among its cells that succeed (ties:
     fewer steps, then the lower LR)."""
 
     # the earlier sweep's results directory (relative to the working directory),
-    # a URI's credentials hidden: what is shown and stored (``GridSpec.to_json``)
+    # a URI's credentials hidden: what is shown and stored (``ResolvedGrid.to_json``)
     results: str
     top_k: int = 1  # how many LRs per optimizer, fastest first
     min_success: float = 0.5  # share of a cell's seeds that must reach the target
@@ -244,22 +258,11 @@ class BestLr:
         """Where to read the earlier sweep: DIR as given, credentials included."""
         return self.given or self.results
 
-
-@dataclass(frozen=True)
-class ChosenLr:
-    """One learning rate taken from an earlier sweep for one optimizer."""
-
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    lr: float
-    rank: int  # 1 = the best
-    time_s: float  # its median time to target there
-    steps: float  # its median steps to target there
-    success_rate: float
-
-    def matches(self, opt: OptimizerSpec) -> bool:
-        """True when this LR was chosen for ``opt`` (same name and keywords)."""
-        return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
+    @property
+    def per_optimizer(self) -> int:
+        """How many LRs each optimizer runs at most (one with fewer that
+        succeeded there runs fewer, one with none is skipped)."""
+        return self.top_k
 
 
 # The range-test suggestion rules (``analysis.finder.suggest`` defines them).
@@ -271,13 +274,13 @@ RETIRED_RULES = {
 
 
 @dataclass(frozen=True)
-class FinderLr:
+class FromFinder:
     """``lr = { finder = DIR, rule, decades, num }``: each optimizer's own ladder of
     ``num`` log-spaced LRs spanning ``decades``, centred (on the log scale) on
     what ``rule`` suggests from its LR range test stored in ``DIR``."""
 
     # where ``lrbench find-lr`` stored the range tests (relative to the cwd), a
-    # URI's credentials hidden: what is shown and stored (``GridSpec.to_json``)
+    # URI's credentials hidden: what is shown and stored (``ResolvedGrid.to_json``)
     results: str
     rule: str  # one of FINDER_RULES
     decades: float = 1.5  # the ladder's whole width, half of it on each side
@@ -290,6 +293,11 @@ class FinderLr:
         """Where to read the range tests: DIR as given, credentials included."""
         return self.given or self.results
 
+    @property
+    def per_optimizer(self) -> int:
+        """How many LRs each optimizer runs: its ladder's."""
+        return self.num
+
     def ladder(self, suggested: float) -> tuple[float, ...]:
         """The LRs for a suggestion: from ``suggested / 10**(decades/2)`` to
         ``suggested * 10**(decades/2)``, rounded as ``log_spaced`` rounds."""
@@ -299,59 +307,8 @@ class FinderLr:
         return log_spaced(suggested / half, suggested * half, self.num)
 
 
-@dataclass(frozen=True)
-class SuggestedLr:
-    """One optimizer's ladder under ``lr = { finder = DIR }``, and the suggestion
-    it is centred on."""
-
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    rule: str
-    suggested_lr: float  # what the rule read off the range test (unrounded)
-    finder_id: str  # the range test it came from
-    lrs: tuple[float, ...]
-
-    def matches(self, opt: OptimizerSpec) -> bool:
-        """True when this ladder is ``opt``'s (same name and keywords)."""
-        return self.optimizer == opt.name and self.optimizer_kwargs == dict(opt.kwargs)
-
-
-STORED_SKIP = "stored"  # Skipped.reason of one read back from JSON (``Skipped.stored``)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """An optimizer of a ``lr = { best = DIR }`` grid that gets no LR, and why."""
-
-    optimizer: str  # its label (name and fixed keywords)
-    # "absent": the earlier sweep never ran it; "no_success": none of its cells succeeded
-    reason: str
-    results: str  # the earlier sweep's results directory
-    trials: int = 0  # its trials there
-    reached: int = 0  # of which reached the target
-    min_success: float = 0.5
-
-    @classmethod
-    def stored(cls, text: str) -> Skipped:
-        """A skip read back from a stored grid, which keeps only its line."""
-        return cls(optimizer=text, reason=STORED_SKIP, results="")
-
-    @property
-    def text(self) -> str:
-        """One line for the console: which optimizer, and why it is skipped."""
-        if self.reason == STORED_SKIP:
-            return self.optimizer
-        if self.reason == "absent":
-            return f"{self.optimizer}: not in {self.results}"
-        if self.reached == 0:
-            return (
-                f"{self.optimizer}: none of its {self.trials} trials in {self.results} "
-                "reached the target"
-            )
-        return (
-            f"{self.optimizer}: no LR in {self.results} reached the target in "
-            f"{self.min_success:.0%} of its seeds"
-        )
+# A grid file's ``lr`` setting: its own LRs, or where to choose them from.
+LrSetting = Fixed | FromBest | FromFinder
 
 
 @dataclass(frozen=True)
@@ -391,7 +348,8 @@ class TrialSpec(Setup):
 
 @dataclass(frozen=True)
 class GridSpec:
-    """A validated grid file."""
+    """A validated grid file: what it declares. ``lr`` may name where the LRs
+    come from rather than give them (``lrbench.compose`` resolves it)."""
 
     name: str
     source: str
@@ -400,12 +358,7 @@ class GridSpec:
     datasets: tuple[DatasetSpec, ...] = ()
     models: tuple[ModelSpec, ...] = ()
     optimizers: tuple[OptimizerSpec, ...] = ()
-    lrs: tuple[float, ...] = ()
-    best_lr: BestLr | None = None  # set: the LRs come from an earlier sweep
-    chosen_lrs: tuple[ChosenLr, ...] = ()  # filled from best_lr before the grid runs
-    skipped: tuple[Skipped, ...] = ()  # optimizers best_lr found no LR for
-    finder_lr: FinderLr | None = None  # set: each optimizer's LRs come from its range test
-    suggested_lrs: tuple[SuggestedLr, ...] = ()  # filled from finder_lr before the grid runs
+    lr: LrSetting = Fixed(())
     batch_sizes: tuple[int, ...] = (100,)
     losses: tuple[str, ...] = ("crossentropy",)
     schedules: tuple[dict[str, Any], ...] = (CONSTANT_SCHEDULE,)
@@ -413,7 +366,7 @@ class GridSpec:
     stop: StopRule = StopRule()
     resources: Resources = Resources()
 
-    def _setup(
+    def setup(
         self,
         ds: DatasetSpec,
         model: ModelSpec,
@@ -423,6 +376,7 @@ class GridSpec:
         loss: str,
         seed: int,
     ) -> Setup:
+        """The ``Setup`` of one value of each axis (the LR aside)."""
         return Setup(
             sweep=self.name,
             dataset=ds.name,
@@ -442,7 +396,7 @@ class GridSpec:
         """One setup per dataset, model, width, loss, batch size and optimizer
         (of ``optimizers``) at one seed: what one range test each covers."""
         return [
-            self._setup(ds, model, width, opt, bs, loss, seed)
+            self.setup(ds, model, width, opt, bs, loss, seed)
             for ds in self.datasets
             for model in self.models
             for width in model.widths
@@ -452,165 +406,19 @@ class GridSpec:
         ]
 
     def trial_count(self) -> int:
-        """How many trials ``expand`` gives at most, counted without building them
-        (``lr = { best }`` counts ``top_k`` LRs per optimizer)."""
-        if self.best_lr is not None and not self.chosen_lrs:
-            pairs = self.best_lr.top_k * len(self.optimizers)  # not resolved yet
-        elif self.finder_lr is not None and not self.suggested_lrs:
-            pairs = self.finder_lr.num * len(self.optimizers)  # not resolved yet
-        else:
-            pairs = len(self.optimizer_lrs())
+        """How many trials the grid gives at most, counted without resolving its
+        LRs or building its trials (``lr = { best }`` counts ``top_k`` LRs per
+        optimizer, ``lr = { finder }`` its ladder's ``num``)."""
         return (
             len(self.datasets)
             * sum(len(m.widths) for m in self.models)
-            * pairs
+            * self.lr.per_optimizer
+            * len(self.optimizers)
             * len(self.batch_sizes)
             * len(self.losses)
             * len(self.schedules)
             * len(self.seeds)
         )
-
-    def expand(self) -> list[TrialSpec]:
-        """Every trial of the grid, in a fixed order, each once."""
-        trials: dict[str, TrialSpec] = {}
-        for ds, model, (opt, lr, lr_source), bs, loss, schedule, seed in itertools.product(
-            self.datasets,
-            self.models,
-            self.optimizer_lrs(),
-            self.batch_sizes,
-            self.losses,
-            self.schedules,
-            self.seeds,
-        ):
-            for width in model.widths:
-                setup = self._setup(ds, model, width, opt, bs, loss, seed)
-                spec = TrialSpec(
-                    **asdict(setup),
-                    lr=lr,
-                    stop=self.stop,
-                    schedule=dict(schedule),
-                    lr_source=lr_source,
-                )
-                trials.setdefault(spec.trial_id, spec)
-        return list(trials.values())
-
-    def optimizer_lrs(self) -> list[tuple[OptimizerSpec, float, str]]:
-        """(optimizer, LR, where the LR came from) for every optimizer and its LRs:
-        the ``lr`` axis, the LRs chosen from an earlier sweep, or the ladders
-        around range-test suggestions. The provenance, stored in every trial row,
-        names the directory by ``results``: its credentials hidden."""
-        if self.finder_lr is not None:
-            results = self.finder_lr.results
-            return [
-                (opt, lr, f"{results} finder {s.rule} (suggested {s.suggested_lr:.3g})")
-                for opt in self.optimizers
-                for s in self.suggested_lrs
-                if s.matches(opt)
-                for lr in s.lrs
-            ]
-        if self.best_lr is None:
-            return [(opt, lr, "grid") for opt in self.optimizers for lr in self.lrs]
-        best = self.best_lr
-        return [
-            (
-                opt,
-                c.lr,
-                f"{best.results} best {c.rank}/{best.top_k} "
-                f"({c.time_s:.3g} s, {c.steps:.0f} steps)",
-            )
-            for opt in self.optimizers
-            for c in self.chosen_lrs
-            if c.matches(opt)
-        ]
-
-    def to_json(self) -> dict[str, Any]:
-        """The grid as plain JSON-able data (what the manifest, Parquet metadata and
-        the nightly history store), with no credentials: the URIs of ``lr.best``
-        and ``lr.finder`` as ``results`` shows them (``harness.grid.parse`` hides their
-        secrets; ``data_dir`` and dataset paths are local)."""
-        data = asdict(self)
-        data.pop("source")
-        # fields added after grids were first stored, left out when unset so that
-        # a grid without them keeps its JSON and digest
-        data["datasets"] = [_drop_none(d, DatasetSpec) for d in data["datasets"]]
-        data["models"] = [_drop_none(m, ModelSpec) for m in data["models"]]
-        data["stop"] = self.stop.to_json()
-        data["skipped"] = [s.text for s in self.skipped]
-        for key in ("best_lr", "finder_lr"):  # stored without credentials (``results``)
-            if data[key] is not None:
-                data[key].pop("given")
-        if data["best_lr"] is not None:  # grids have always been hashed with the rule's text
-            data["best_lr"]["rule"] = BEST_LR_RULE
-        if data["finder_lr"] is None:  # other grids keep the JSON and digest they had
-            data.pop("finder_lr")
-            data.pop("suggested_lrs")
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "") -> GridSpec:
-        """The grid ``to_json`` stored (in a manifest, a Parquet file's metadata or
-        a nightly history), from any lrbench version: a field it lacks takes its
-        default, a key this lrbench does not know is left out. The same grid
-        again: the same JSON, digest and trials. ``source`` names where it was
-        read (a stored grid has lost its file's path)."""
-
-        def known(kind: type, value: dict[str, Any]) -> dict[str, Any]:
-            names = {f.name for f in fields(kind)}
-            return {k: v for k, v in value.items() if k in names}
-
-        def tupled(kind: type, value: dict[str, Any], *keys: str) -> Any:
-            given = known(kind, value)
-            return kind(**{**given, **{k: tuple(given[k]) for k in keys if k in given}})
-
-        best, finder = data.get("best_lr"), data.get("finder_lr")
-        scalars: dict[str, Any] = {"name": "", "source": source}
-        scalars.update({k: data[k] for k in ("name", "description", "data_dir") if k in data})
-        return cls(
-            **scalars,
-            datasets=tuple(DatasetSpec(**known(DatasetSpec, d)) for d in data.get("datasets", [])),
-            models=tuple(tupled(ModelSpec, m, "widths") for m in data.get("models", [])),
-            optimizers=tuple(
-                OptimizerSpec(**known(OptimizerSpec, o)) for o in data.get("optimizers", [])
-            ),
-            lrs=tuple(data.get("lrs", ())),
-            best_lr=BestLr(**known(BestLr, best)) if best else None,
-            chosen_lrs=tuple(ChosenLr(**known(ChosenLr, c)) for c in data.get("chosen_lrs", [])),
-            skipped=tuple(Skipped.stored(text) for text in data.get("skipped", [])),
-            finder_lr=FinderLr(**known(FinderLr, finder)) if finder else None,
-            suggested_lrs=tuple(
-                tupled(SuggestedLr, s, "lrs") for s in data.get("suggested_lrs", [])
-            ),
-            batch_sizes=tuple(data.get("batch_sizes", (100,))),
-            losses=tuple(data.get("losses", ("crossentropy",))),
-            schedules=tuple(dict(s) for s in data.get("schedules", (CONSTANT_SCHEDULE,))),
-            seeds=tuple(data.get("seeds", (0,))),
-            stop=StopRule(**known(StopRule, data.get("stop") or {})),
-            resources=Resources(**known(Resources, data.get("resources") or {})),
-        )
-
-    @property
-    def digest(self) -> str:
-        """Hash of what decides the trials; the same grid has the same digest anywhere."""
-        data = self.to_json()
-        for key in ("description", "data_dir", "resources"):
-            data.pop(key)
-        for key in NOT_IN_IDS:
-            data["stop"].pop(key)
-        if all(is_constant(s) for s in self.schedules):  # as before the schedule axis
-            data.pop("schedules")
-        return digest(data)
-
-
-def _drop_none(data: dict[str, Any], cls: type) -> dict[str, Any]:
-    """``data`` (a ``cls`` as a dict) without the optional fields left unset."""
-    optional = OPTIONAL_FIELDS[cls]
-    return {k: v for k, v in data.items() if not (k in optional and v is None)}
-
-
-OPTIONAL_FIELDS: dict[type, tuple[str, ...]] = {
-    DatasetSpec: ("loader", "path", "num_classes"),
-    ModelSpec: ("builder",),
-}
 
 
 @dataclass(frozen=True)

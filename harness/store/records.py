@@ -13,7 +13,8 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from harness.grid.specs import SETUP_FIELDS, FinderSpec, GridSpec, Setup, kwargs_json
+from harness.grid.resolved import ResolvedGrid
+from harness.grid.specs import SETUP_FIELDS, FinderSpec, Setup, kwargs_json
 
 if TYPE_CHECKING:
     from harness.grid.specs import TrialSpec
@@ -260,7 +261,7 @@ class GridVersion:
 
     digest: str
     added_at: str
-    grid: dict[str, Any]  # ``GridSpec.to_json``
+    grid: dict[str, Any]  # ``ResolvedGrid.to_json``
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,7 +279,7 @@ class Manifest:
 
     name: str
     grid_digest: str
-    grid: dict[str, Any]  # the latest version's ``GridSpec.to_json``
+    grid: dict[str, Any]  # the latest version's ``ResolvedGrid.to_json``
     created_at: str
     schema_version: int | None = None
     runs: tuple[RunEntry, ...] = ()
@@ -337,9 +338,9 @@ class Manifest:
         )
         return replace(self, runs=runs)
 
-    def grid_spec(self) -> GridSpec:
-        """The grid stored here, as this lrbench reads it (``GridSpec.from_json``)."""
-        return GridSpec.from_json(self.grid, source=MANIFEST_SOURCE)
+    def resolved_grid(self) -> ResolvedGrid:
+        """The grid stored here, as this lrbench reads it (``ResolvedGrid.from_json``)."""
+        return ResolvedGrid.from_json(self.grid, source=MANIFEST_SOURCE)
 
 
 @dataclass(frozen=True)

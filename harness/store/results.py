@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from harness.grid.growth import GridChange
-    from harness.grid.specs import GridSpec
+    from harness.grid.resolved import ResolvedGrid
 
 MANIFEST = "manifest.json"
 TRIALS = "trials"
@@ -98,17 +98,17 @@ class Store(Location):
         """The manifest, or None for a new directory."""
         return Manifest.from_json(self.read_json(MANIFEST)) if self.has(MANIFEST) else None
 
-    def check_grid(self, grid: GridSpec) -> Manifest | None:
+    def check_grid(self, grid: ResolvedGrid) -> Manifest | None:
         """The manifest, after checking this directory holds no other grid's
         results: the same grid, an earlier version of it that ``grid`` grows
         (``harness.grid.growth``), or one of the versions it grew through."""
         return self._checked(grid)[0]
 
-    def grid_change(self, grid: GridSpec) -> GridChange | None:
+    def grid_change(self, grid: ResolvedGrid) -> GridChange | None:
         """How ``grid`` relates to the grid stored here (None: a new directory)."""
         return self._checked(grid)[1]
 
-    def _checked(self, grid: GridSpec) -> tuple[Manifest | None, GridChange | None]:
+    def _checked(self, grid: ResolvedGrid) -> tuple[Manifest | None, GridChange | None]:
         from harness.grid.growth import GridChange, compare
 
         manifest = self.read_manifest()
@@ -121,34 +121,34 @@ class Store(Location):
             return None, None
         if grid.digest in manifest.versions():
             return manifest, GridChange(True, {})
-        stored = manifest.name
-        if stored != grid.name:
+        stored, spec = manifest.name, grid.spec
+        if stored != spec.name:
             raise StoreError(
                 f"{self.shown()}: holds results of grid {stored!r} "
-                f"(digest {manifest.grid_digest}), not of {grid.source} "
-                f"({grid.name!r}, digest {grid.digest}); use another --out"
+                f"(digest {manifest.grid_digest}), not of {spec.source} "
+                f"({spec.name!r}, digest {grid.digest}); use another --out"
             )
         change = compare(manifest.grid, grid)
         if change.problem:
             raise StoreError(
                 f"{self.shown()}: holds grid {stored!r} (digest {manifest.grid_digest}); "
-                f"{grid.source} changes it: {change.problem}; use another --out"
+                f"{spec.source} changes it: {change.problem}; use another --out"
             )
         return manifest, change
 
-    def open_sweep(self, grid: GridSpec, run_info: dict[str, Any]) -> Manifest:
+    def open_sweep(self, grid: ResolvedGrid, run_info: dict[str, Any]) -> Manifest:
         """Start or resume a sweep of ``grid`` here: record this run in the
         manifest (``run_info``: where it runs), and the grid as a new version
         when it grows the stored one."""
         stored = self.check_grid(grid)
         grid_json, now = grid.to_json(), now_iso()
         if stored is None:
-            stored = Manifest(grid.name, grid.digest, grid_json, now, SCHEMA_VERSION)
+            stored = Manifest(grid.spec.name, grid.digest, grid_json, now, SCHEMA_VERSION)
         self.sweep_run_id = uuid.uuid4().hex[:12]
         entry = {
             "run_id": self.sweep_run_id,
             "started_at": now,
-            "source": grid.source,
+            "source": grid.spec.source,
             "grid_digest": grid.digest,
             **run_info,
         }

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import userref
 from harness.errors import FatalError, GridError, LrbenchError, one_line
+from harness.grid.resolved import ResolvedGrid
 from harness.grid.specs import GridSpec, TrialSpec
 from harness.rules.frontier import Cell, Guard, Recheck, series_of
 from harness.store.migrate import migrate
@@ -551,7 +552,7 @@ def _cluster_info() -> dict[str, Any]:
     return {"cluster_resources": ray.cluster_resources(), "nodes": nodes}
 
 
-def run_sweep(grid: GridSpec, out: str, options: RunOptions | None = None) -> SweepResult:
+def run_sweep(grid: ResolvedGrid, out: str, options: RunOptions | None = None) -> SweepResult:
     """Run every trial of ``grid`` not already stored in ``out``, as ``options``
     say (embedded local Ray, the grid's data directory, each trial trained by
     ``harness.trial.train.run_trial`` when None)."""
@@ -564,9 +565,9 @@ def run_sweep(grid: GridSpec, out: str, options: RunOptions | None = None) -> Sw
         out = os.path.abspath(out)
     store = Store(out)
     store.check_grid(grid)  # before any slow work
-    with store.locked(f"lrbench sweep {grid.source}"):  # a second sweep here stops at once
+    with store.locked(f"lrbench sweep {grid.spec.source}"):  # a second sweep here stops at once
         # in a child process while data loads and Ray starts (harness.trial.optcheck)
-        check = BackgroundCheck.start(grid)
+        check = BackgroundCheck.start(grid.spec)
         try:
             return _run_locked(grid, store, trials, check, started, options)
         finally:
@@ -574,7 +575,7 @@ def run_sweep(grid: GridSpec, out: str, options: RunOptions | None = None) -> Sw
 
 
 def _run_locked(
-    grid: GridSpec,
+    grid: ResolvedGrid,
     store: Store,
     trials: list[TrialSpec],
     check: BackgroundCheck,
@@ -582,6 +583,7 @@ def _run_locked(
     options: RunOptions,
 ) -> SweepResult:
     address, data_dir, verbose = options.address, options.data_dir, options.verbose
+    spec = grid.spec
     migrated = migrate(store)  # older files to the current schema: one per directory
     if migrated.rewritten:
         print(f"note: {store.shown()}: {migrated.summary()}", file=sys.stderr)
@@ -595,11 +597,11 @@ def _run_locked(
         return _compacted(store, _result(store, trials, stored, 0, started))
     pending = [t for t in trials if t.trial_id not in cells]
 
-    builders = builder_fingerprints(grid)
-    data = load_grid_data(grid, {t.dataset for t in guard.queued()}, data_dir)
-    check_data(grid, data)
+    builders = builder_fingerprints(spec)
+    data = load_grid_data(spec, {t.dataset for t in guard.queued()}, data_dir)
+    check_data(spec, data)
     fingerprints = {name: d.fingerprint() for name, d in data.items()}
-    check_unchanged(grid, store, fingerprints, builders)
+    check_unchanged(spec, store, fingerprints, builders)
     check.send([DataShape.of(d) for d in data.values()])  # the models' check, in the child
 
     # Our store is the record of the sweep: no Tune loggers, no Tune SIGINT handler
@@ -611,19 +613,19 @@ def _run_locked(
     # Tune's own experiment snapshots (every trial's state, ~6.5 KB each) are
     # thrown away with its temporary folder: take one every 10 minutes at most
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "600")
-    started_ray = init_ray(address, verbose, shipped_modules(grid))
+    started_ray = init_ray(address, verbose, shipped_modules(spec))
     restore = _catch_stop_signals()
     try:
         from ray import tune
 
         from harness.sweep.progress import SweepProgress
 
-        check_resources(grid)
+        check_resources(spec)
         # the searcher hands out trials one by one (no copy of the grid per
         # trial, as tune.grid_search makes); let Tune keep as many pending as
         # the cluster can run at once, so that every worker starts without
         # waiting for the next trial to be created
-        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING or str(trial_slots(grid))
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING or str(trial_slots(spec))
         progress = SweepProgress(
             len(trials) + guard.rechecks, stored, Counter(c.status for c in cells.values())
         )
@@ -637,7 +639,7 @@ def _run_locked(
                 builders=builders,
                 runner=options.runner,
             ),
-            {"cpu": grid.resources.cpus, "gpu": grid.resources.gpus},
+            {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
         )
         # Tune has put the arrays into Ray's object store: the driver's own copy
         # would only double its memory for the rest of the sweep
@@ -662,7 +664,7 @@ def _run_locked(
                     reuse_actors=True, search_alg=_guard_search(guard, progress), num_samples=-1
                 ),
                 run_config=tune.RunConfig(
-                    name=f"lrbench-{grid.name}",
+                    name=f"lrbench-{spec.name}",
                     storage_path=tune_dir,
                     verbose=0,
                     callbacks=[progress],

@@ -14,6 +14,9 @@ import typer
 from harness.errors import FatalError, LrbenchError, ParamError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from harness.grid.resolved import Skipped
     from harness.grid.specs import GridSpec
 
 GridArg = Annotated[Path, typer.Argument(help="Grid file (TOML).", show_default=False)]
@@ -158,15 +161,15 @@ def check_directory(option: str, path: str | None) -> None:
             raise fail(f"{option} {path}: {what}, not a directory")
 
 
-def notes(spec: GridSpec) -> None:
+def notes(spec: GridSpec, skipped: Iterable[Skipped] = ()) -> None:
     """Print the grid's warnings, and a note for each optimizer ``lr = { best = DIR }``
-    skipped."""
+    skipped (``skipped``: a resolved grid's)."""
     from harness.grid.parse import grid_warnings
 
     for warning in grid_warnings(spec):
         say(f"warning: {warning}", err=True)
-    for skipped in spec.skipped:
-        say(f"note: skipped {skipped.text}", err=True)
+    for skip in skipped:
+        say(f"note: skipped {skip.text}", err=True)
 
 
 def print_tables(shown: dict) -> None:

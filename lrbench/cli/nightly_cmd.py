@@ -239,15 +239,15 @@ def _run_night(
 ) -> str:
     from lrbench.compose import prepare_grid
 
-    spec = prepare_grid(grid)
-    notes(spec)
+    resolved = prepare_grid(grid)
+    notes(resolved.spec, resolved.skipped)
     quiet_tensorflow()
     from lrbench.night import run_night
 
     try:
-        night = run_night(spec, history, options, revision=revision, device_class=device_class)
+        night = run_night(resolved, history, options, revision=revision, device_class=device_class)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
-        out = _tonight(history, spec.digest)
+        out = _tonight(history, resolved.digest)
         if out is None:  # stopped before tonight's run was recorded
             raise
         raise interrupted("trials", out, exc, kept_trials(out)) from None

@@ -54,18 +54,18 @@ def sweep(
     from lrbench.compose import prepare_grid
 
     target = out or "results/<grid name>"
-    spec = None
+    resolved = None
     try:
-        spec = prepare_grid(grid, max_trials)
-        notes(spec)
-        target = out or str(Path("results") / spec.name)
+        resolved = prepare_grid(grid, max_trials)
+        notes(resolved.spec, resolved.skipped)
+        target = out or str(Path("results") / resolved.spec.name)
         check_directory("--out", target)
         quiet_tensorflow()
         from harness.sweep.driver import RunOptions, run_sweep
 
-        result = run_sweep(spec, target, RunOptions(address, data_dir, max_failures, verbose))
+        result = run_sweep(resolved, target, RunOptions(address, data_dir, max_failures, verbose))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
-        kept = kept_trials(target) if spec is not None else None
+        kept = kept_trials(target) if resolved is not None else None
         raise interrupted("trials", target, exc, kept) from None
     except OSError as exc:  # the driver's own writes: the manifest, the compaction
         raise cannot_write(target, exc) from None
@@ -120,18 +120,18 @@ def show(
     from harness.grid.plan import plan, problem_lines, stored_lines
     from lrbench.compose import prepare_grid
 
-    spec = prepare_grid(grid, max_trials)
-    lines = plan(spec, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
-    lines += problem_lines(spec, data_dir, build)
+    resolved = prepare_grid(grid, max_trials)
+    lines = plan(resolved, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
+    lines += problem_lines(resolved.spec, data_dir, build)
     if out is not None:
         from harness.store.results import Store
 
         store = Store(out)
-        change = store.grid_change(spec)
-        ids = {t.trial_id for t in spec.expand()}
+        change = store.grid_change(resolved)
+        ids = {t.trial_id for t in resolved.expand()}
         stored = len(ids & store.finished().keys())  # none in a new directory
         lines += stored_lines(store.shown(), change, len(ids), stored)
-    notes(spec)
+    notes(resolved.spec, resolved.skipped)
     for line in lines:
         say(line)
 
@@ -167,9 +167,9 @@ def find_lr(
     longest-descent, fastai-valley) beside the grid's measured band when its
     sweep is in the same directory, and draws DIR/finder.png. Stored tests are
     not run again."""
+    from harness.grid.parse import load_grid
     from harness.grid.specs import FinderParams
     from harness.trial.range_test import check_params, finder_runs, run_finders
-    from lrbench.compose import prepare_grid
 
     target = out or "results/<grid name>"
 
@@ -184,7 +184,7 @@ def find_lr(
     try:
         params = FinderParams(start, end, steps, beta, stop_factor)
         check_params(params)
-        spec = prepare_grid(grid, resolve_finder=False)
+        spec = load_grid(grid)
         notes(spec)
         target = out or str(Path("results") / spec.name)
         check_directory("--out", target)

@@ -43,8 +43,8 @@ def grid(write_grid, results: str, optimizers: str = '["adam", "gd"]', extra: st
 
 def chosen(spec) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
-    for opt, lr, _ in spec.optimizer_lrs():
-        out.setdefault(opt.name, []).append(lr)
+    for choice in spec.lrs:
+        out.setdefault(choice.optimizer.name, []).append(choice.lr)
     return out
 
 
@@ -67,7 +67,7 @@ def test_fastest_median_time_wins_and_ties_go_to_fewer_steps_then_lower_lr(tmp_p
     assert all(t.lr_source.startswith(f"{results} best 1/1") for t in trials)
     top2 = prepare_grid(grid(write_grid, results, extra=", top_k = 2"))
     assert chosen(top2) == {"adam": [0.1, 0.01], "gd": [0.1, 0.3]}
-    assert [c.rank for c in top2.chosen_lrs if c.optimizer == "adam"] == [1, 2]
+    assert [c.rank for c in top2.chosen if c.optimizer == "adam"] == [1, 2]
 
 
 def test_the_choice_is_recorded_in_the_grid_json_and_leaves_trial_ids_alone(tmp_path, write_grid):
@@ -97,7 +97,7 @@ def test_an_optimizer_without_success_is_skipped_with_a_reason(tmp_path, write_g
     ]
     assert {t.optimizer for t in spec.expand()} == {"adam"}
     back = helpers.stored_and_read_back(spec)  # the chosen LRs and the skipped lines kept
-    assert back.chosen_lrs == spec.chosen_lrs
+    assert back.chosen == spec.chosen
     assert [s.text for s in back.skipped] == [s.text for s in spec.skipped]
 
 
@@ -124,7 +124,7 @@ def test_several_seeds_use_the_median_and_the_success_share(tmp_path, write_grid
     )
     spec = prepare_grid(grid(write_grid, results, optimizers='["adam"]'))
     assert chosen(spec) == {"adam": [0.01]}
-    assert spec.chosen_lrs[0].time_s == 2.0
+    assert spec.chosen[0].time_s == 2.0
     path = grid(write_grid, results, optimizers='["adam"]', extra=", min_success = 0.3")
     loose = prepare_grid(path)
     assert chosen(loose) == {"adam": [0.1]}  # 1 of 3 seeds now counts

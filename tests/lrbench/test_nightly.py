@@ -161,7 +161,8 @@ def test_the_shipped_nightly_grid_and_schedules():
     grid = load_grid("grids/nightly.toml")
     optimizers = {o.name for o in grid.optimizers}
     assert optimizers == {"gd", "momentum", "adam", "adagrad", "adadelta", "rmsprop"}
-    assert min(grid.lrs) <= 1e-5 and max(grid.lrs) >= 100 and len(grid.lrs) >= 3
+    lrs = grid.lr.lrs
+    assert min(lrs) <= 1e-5 and max(lrs) >= 100 and len(lrs) >= 3
 
     workflow = yaml.safe_load(Path(".github/workflows/nightly.yml").read_text())
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from harness.errors import StoreUnreachable
 from harness.grid.parse import load_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.store import location, locking
 from harness.store.results import Store
 from harness.sweep.driver import run_sweep
@@ -63,7 +64,8 @@ def test_flaky_reads_of_a_local_store_move_nothing_and_retrain_nothing(
     before, stored = _files(out), Store(str(out)).read_trials()
     handler = FlakyHandler(flaky=40)
     _flaky(monkeypatch, tmp_path, handler)
-    result = run_sweep(load_grid(grid), str(out))  # the resume reads everything once
+    resolved = ResolvedGrid.fixed(load_grid(grid))
+    result = run_sweep(resolved, str(out))  # the resume reads everything once
     assert handler.failed >= 4  # the faults hit the manifest, the lock, the listings, the parts
     assert (result.ran, result.already_stored) == (0, len(stored))
     assert not (out / "quarantine").exists()

@@ -11,6 +11,8 @@ from analysis import tables as T
 from analysis.load import load_results
 from analysis.report.shifts import valley_shifts
 from harness.grid.parse import load_grid
+from harness.grid.resolved import ResolvedGrid
+from harness.grid.specs import Fixed
 from harness.sweep.driver import run_sweep
 from tests import helpers
 
@@ -26,12 +28,12 @@ def test_mse_best_lr_is_above_crossentropys(tmp_path):
     reduced = dataclasses.replace(
         grid,
         models=tuple(softmax),
-        lrs=(0.1, 1.0, 10.0),
+        lr=Fixed((0.1, 1.0, 10.0)),
         # epochs end the trials, not the clock: on these 1,000 images cross-entropy
         # reaches 0.9 in 9 epochs at LR 1 (31 at 0.1), MSE in 13 at LR 10 (85 at 1)
         stop=dataclasses.replace(grid.stop, budget_s=3600.0, max_epochs=50),
     )
-    result = run_sweep(reduced, str(tmp_path / "pitfalls"))
+    result = run_sweep(ResolvedGrid.fixed(reduced), str(tmp_path / "pitfalls"))
     assert result.unfinished == 0
     results = load_results([str(tmp_path / "pitfalls")])
     table = T.optimizer_table(results.trials).set_index("series")

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.grid.parse import load_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.store.results import Store
 from harness.sweep.driver import run_sweep
 
@@ -50,7 +51,7 @@ def _sorted(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def test_two_sweeps_of_one_grid_give_bit_identical_curves(tmp_path, write_grid):
-    grid = load_grid(write_grid(GRID))
+    grid = ResolvedGrid.fixed(load_grid(write_grid(GRID)))
     outs = [tmp_path / "first", tmp_path / "second"]
     for out in outs:
         result = run_sweep(grid, str(out))

@@ -76,8 +76,8 @@ def grid_text(lr: str, extra: str = "") -> str:
 )
 def test_a_grid_reads_its_uri_as_given_and_stores_it_without_credentials(field, lr):
     given = uri(KEY, SECRET, "earlier")
-    grid = parse_grid(tomllib.loads(grid_text(lr.format(uri=given))), "g.toml")
-    spec = getattr(grid, field)
+    grid = helpers.declared(parse_grid(tomllib.loads(grid_text(lr.format(uri=given))), "g.toml"))
+    spec = grid.spec.lr
     assert spec.location == given  # what is read: the key is needed there
     assert spec.results == "s3://***@lrbench/earlier" + given.partition("@lrbench/earlier")[2]
     stored = json.dumps(grid.to_json(), default=str)
@@ -86,7 +86,7 @@ def test_a_grid_reads_its_uri_as_given_and_stores_it_without_credentials(field, 
     assert json.loads(stored)[field]["results"] == spec.results
 
     again = grid_text(lr.format(uri=uri(KEY, ROTATED, "earlier")))
-    rotated = parse_grid(tomllib.loads(again), "g.toml")
+    rotated = helpers.declared(parse_grid(tomllib.loads(again), "g.toml"))
     assert rotated.digest == grid.digest and rotated == grid  # a new key is the same grid
     assert compare(grid.to_json(), rotated).same
 
@@ -95,7 +95,9 @@ def test_a_manifest_stored_with_its_key_in_clear_takes_the_same_grid_again():
     """Manifests written before grids were stored without credentials: compared
     as stored now, the same grid is a plain resume, not a change refused."""
     given = uri(KEY, SECRET, "earlier")
-    grid = parse_grid(tomllib.loads(grid_text(f'{{ best = "{given}" }}')), "g.toml")
+    grid = helpers.declared(
+        parse_grid(tomllib.loads(grid_text(f'{{ best = "{given}" }}')), "g.toml")
+    )
     legacy = grid.to_json()
     legacy["best_lr"]["results"] = given
     change = compare(legacy, grid)

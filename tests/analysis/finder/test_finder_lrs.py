@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from analysis.finder import suggest as F
 from analysis.finder.finder_lrs import confirm_table
 from harness.errors import GridError
-from harness.grid.specs import FinderParams, FinderSpec
+from harness.grid.parse import load_grid
+from harness.grid.specs import FinderParams, FinderSpec, FromFinder
 from harness.store.records import FinderOutcome, FinderPoint, Manifest
 from harness.store.results import Store
 from lrbench.cli import app
@@ -62,22 +63,22 @@ def test_each_optimizer_gets_a_ladder_centred_on_its_suggestion(tmp_path, write_
     store_range_test(results, "adam")
     store_range_test(results, "gd")
     spec = prepare_grid(grid(write_grid, results, extra=", decades = 2, num = 5"))
-    assert helpers.stored_and_read_back(spec).suggested_lrs == spec.suggested_lrs
-    adam = next(s for s in spec.suggested_lrs if s.optimizer == "adam")
+    assert helpers.stored_and_read_back(spec).suggested == spec.suggested
+    adam = next(s for s in spec.suggested if s.optimizer == "adam")
     assert adam.suggested_lr == pytest.approx(0.01) and adam.rule == "min/10"
     assert adam.lrs == (0.001, 0.00316228, 0.01, 0.0316228, 0.1)
     trials = spec.expand()
-    assert len(trials) == 10 and spec.trial_count() == 10
+    assert len(trials) == 10 and spec.spec.trial_count() == 10
     assert {t.lr_source for t in trials} == {f"{results} finder min/10 (suggested 0.01)"}
     data = spec.to_json()  # the manifest keeps the rule, the suggestion and the ladder
     assert data["finder_lr"]["rule"] == "min/10" and data["suggested_lrs"][0]["lrs"] == adam.lrs
     # an even count straddles the suggestion; one LR is the suggestion itself
     even = prepare_grid(grid(write_grid, results, extra=", decades = 1, num = 4"))
-    lrs = even.suggested_lrs[0].lrs
+    lrs = even.suggested[0].lrs
     assert len(lrs) == 4 and math.sqrt(lrs[1] * lrs[2]) == pytest.approx(0.01, rel=1e-5)
     assert math.log10(lrs[-1] / lrs[0]) == pytest.approx(1.0, abs=1e-5)
     one = prepare_grid(grid(write_grid, results, extra=", num = 1"))
-    assert one.suggested_lrs[0].lrs == (0.01,)
+    assert one.suggested[0].lrs == (0.01,)
 
 
 def test_other_grids_keep_their_json_and_the_dir_is_relative_to_the_cwd(
@@ -89,7 +90,7 @@ def test_other_grids_keep_their_json_and_the_dir_is_relative_to_the_cwd(
     store_range_test(tmp_path / "res", "gd")
     monkeypatch.chdir(tmp_path)
     path = grid(write_grid, "res")
-    assert prepare_grid(path).finder_lr.results == "res"
+    assert prepare_grid(path).spec.lr == FromFinder("res", "min/10")
     result = runner.invoke(app, ["show", str(path), "--no-build"])  # the ladders: no model built
     assert result.exit_code == 0, result.output
     assert "adam: min/10 suggests 0.01; 0.00177828, " in result.output
@@ -145,11 +146,12 @@ def test_what_the_range_tests_cannot_give_is_one_line(tmp_path, write_grid):
 def test_find_lr_on_a_finder_grid_runs_its_range_tests_instead_of_reading_them(
     tmp_path, write_grid
 ):
-    """The confirming grid can seed itself: find-lr does not resolve its ladders."""
+    """The confirming grid can seed itself: find-lr reads the grid's declaration
+    (``load_grid``), it does not resolve its ladders."""
     from harness.trial.range_test import finder_runs
 
-    spec = prepare_grid(grid(write_grid, tmp_path / "nothing-yet"), resolve_finder=False)
-    assert spec.suggested_lrs == () and spec.trial_count() == 2 * 9
+    spec = load_grid(grid(write_grid, tmp_path / "nothing-yet"))
+    assert isinstance(spec.lr, FromFinder) and spec.trial_count() == 2 * 9
     assert [r.optimizer for r in finder_runs(spec, FinderParams())] == ["adam", "gd"]
 
 

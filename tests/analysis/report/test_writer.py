@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.store.records import TrialStatus
 from harness.store.results import Store
 from lrbench.cli import app
@@ -169,7 +170,7 @@ def test_scaling_sweep_end_to_end(real_sweep, tmp_path, write_grid):
         """
     )
     grid = prepare_grid(path)
-    assert {c.optimizer for c in grid.chosen_lrs} == {"gd", "adam"}
+    assert {c.optimizer for c in grid.chosen} == {"gd", "adam"}
     out = tmp_path / "scaling"
     assert run_sweep(grid, str(out)).unfinished == 0
 
@@ -289,7 +290,7 @@ def test_a_real_sweep_where_everything_diverged_to_nan(write_grid, tmp_path):
         """
     )
     out = tmp_path / "sweep"
-    run_sweep(load_grid(grid), str(out))
+    run_sweep(ResolvedGrid.fixed(load_grid(grid)), str(out))
     curves = pd.read_parquet(out / "curves")
     assert curves["train_loss"].isna().any()
     report = tmp_path / "report"
@@ -316,7 +317,9 @@ def test_a_sweep_of_error_rows_or_none_yet(tmp_path):
     assert NO_TIMES + " (2 ended in error)" in (tmp_path / "r" / "index.html").read_text()
 
     empty = tmp_path / "empty"
-    Store(str(empty)).open_sweep(parse_grid(helpers.GRID, "test.toml"), {"host": "h"})
+    Store(str(empty)).open_sweep(
+        ResolvedGrid.fixed(parse_grid(helpers.GRID, "test.toml")), {"host": "h"}
+    )
     result = CliRunner().invoke(app, ["report", str(empty)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{empty}: no trials stored yet; report: ")

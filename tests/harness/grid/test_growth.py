@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from harness.grid.growth import compare
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from lrbench.cli import app
 
 runner = CliRunner()
@@ -29,7 +30,7 @@ max_epochs = 2
 
 
 def _grid(text: str):
-    return parse_grid(tomllib.loads(text), "grow.toml")
+    return ResolvedGrid.fixed(parse_grid(tomllib.loads(text), "grow.toml"))
 
 
 def _stored(text: str = BASE) -> dict:

@@ -8,6 +8,8 @@ import pytest
 from harness.errors import GridError
 from harness.grid.parse import load_grid, log_spaced, parse_grid
 from harness.grid.plan import plan
+from harness.grid.resolved import ResolvedGrid
+from harness.grid.specs import Fixed
 from tests import helpers
 
 BASE = {
@@ -22,7 +24,7 @@ BASE = {
 
 
 def grid(**changes):
-    return parse_grid({**BASE, **changes}, "g.toml")
+    return ResolvedGrid.fixed(parse_grid({**BASE, **changes}, "g.toml"))
 
 
 def test_expansion_counts_every_axis():
@@ -44,7 +46,7 @@ def test_log_spaced_includes_endpoints():
 
 def test_trial_ids_are_stable_and_ignore_the_sweep_name():
     a = grid().expand()
-    b = parse_grid({**BASE, "name": "other"}, "other.toml").expand()
+    b = ResolvedGrid.fixed(parse_grid({**BASE, "name": "other"}, "other.toml")).expand()
     assert [t.trial_id for t in a] == [t.trial_id for t in b]
     # a known id pins the hash across machines and versions
     first = a[0]
@@ -66,10 +68,11 @@ def test_duplicate_entries_expand_once():
 
 def test_shipped_grids_load():
     paper = load_grid("grids/paper.toml")
-    assert len(paper.expand()) == 6 * 48
+    assert len(ResolvedGrid.fixed(paper).expand()) == 6 * 48
     assert paper.stop.target == 0.97 and paper.stop.budget_s == 120
     assert paper.stop.metric == "running"
-    assert paper.lrs[0] == 1e-6 and paper.lrs[-1] == 100.0
+    assert isinstance(paper.lr, Fixed)
+    assert paper.lr.lrs[0] == 1e-6 and paper.lr.lrs[-1] == 100.0
     assert [o.name for o in paper.optimizers] == [
         "gd",
         "momentum",
@@ -80,8 +83,9 @@ def test_shipped_grids_load():
     ]
     assert paper.optimizers[1].kwargs == {"momentum": 0.5}
     smoke = load_grid("grids/smoke.toml")
-    assert 8 <= len(smoke.lrs) <= 12
-    assert smoke.lrs[0] == 1e-5 and smoke.lrs[-1] == 100.0
+    assert isinstance(smoke.lr, Fixed)
+    assert 8 <= len(smoke.lr.lrs) <= 12
+    assert smoke.lr.lrs[0] == 1e-5 and smoke.lr.lrs[-1] == 100.0
     assert smoke.models[0].name == "tiny_cnn" and smoke.datasets[0].name == "mnist5k"
 
 
@@ -170,8 +174,9 @@ def test_loading_a_grid_imports_neither_tensorflow_nor_ray():
     import sys
 
     code = (
-        "import sys, lrbench.cli, harness.grid.parse\n"
-        "harness.grid.parse.load_grid('grids/paper.toml').expand()\n"
+        "import sys, lrbench.cli, harness.grid.parse, harness.grid.resolved\n"
+        "grid = harness.grid.parse.load_grid('grids/paper.toml')\n"
+        "harness.grid.resolved.ResolvedGrid.fixed(grid).expand()\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'ray', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -191,7 +196,7 @@ REFERENCE_IDS = {
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_IDS))
 def test_the_reference_grids_keep_their_digests_and_trial_ids(name):
-    grid = load_grid(f"grids/{name}.toml")
+    grid = ResolvedGrid.fixed(load_grid(f"grids/{name}.toml"))
     ids = [t.trial_id for t in grid.expand()]
     got = (grid.digest, len(ids), hashlib.sha256("".join(ids).encode()).hexdigest()[:12])
     assert got == REFERENCE_IDS[name]
@@ -201,5 +206,5 @@ def test_the_reference_grids_keep_their_digests_and_trial_ids(name):
 def test_every_shipped_grid_reads_back_from_its_stored_json(path):
     """What a manifest, a Parquet file and a history store is the same grid
     again: JSON, digest, trial ids and provenance (``lr = { best | finder }``
-    grids are read back resolved in tests/analysis)."""
-    helpers.stored_and_read_back(load_grid(path))
+    grids are read back here with no LR chosen yet, and resolved in tests/analysis)."""
+    helpers.stored_and_read_back(helpers.declared(load_grid(path)))

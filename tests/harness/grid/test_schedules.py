@@ -7,6 +7,7 @@ import pytest
 
 from harness.errors import GridError
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.grid.schedules import parse_schedule, schedule_label, schedule_lr
 from harness.grid.specs import is_constant
 from harness.trial import train as trial
@@ -121,14 +122,15 @@ def test_bad_schedules_name_the_field(value, field, message):
 
 def test_schedule_axis_multiplies_trials_and_keeps_constant_ids():
     base = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.1, 1.0]}
-    plain = parse_grid(base, "g.toml")
-    both = parse_grid({**base, "schedule": ["constant", "cosine"]}, "g.toml")
+    plain = ResolvedGrid.fixed(parse_grid(base, "g.toml"))
+    both = ResolvedGrid.fixed(parse_grid({**base, "schedule": ["constant", "cosine"]}, "g.toml"))
     assert len(both.expand()) == 2 * len(plain.expand())
     constant_ids = {t.trial_id for t in plain.expand()}
     assert constant_ids < {t.trial_id for t in both.expand()}
     # a grid without schedules has the digest it had before the axis existed
     assert "schedules" in plain.to_json()
-    assert plain.digest == parse_grid({**base, "schedule": "constant"}, "g.toml").digest
+    constant = ResolvedGrid.fixed(parse_grid({**base, "schedule": "constant"}, "g.toml"))
+    assert plain.digest == constant.digest
     assert plain.digest != both.digest
 
 

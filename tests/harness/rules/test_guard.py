@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.grid.parse import load_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.store.results import Store
 from harness.sweep.driver import run_sweep
 
@@ -41,7 +42,7 @@ def _rows(out) -> pd.DataFrame:
 
 def test_pruned_trials_next_to_a_new_reached_cell_are_rechecked_in_full(tmp_path, write_grid):
     out = tmp_path / "out"
-    first = load_grid(write_grid(GRID.format(lrs="[1e-5, 1e-4]")))
+    first = ResolvedGrid.fixed(load_grid(write_grid(GRID.format(lrs="[1e-5, 1e-4]"))))
     assert first.stop.prune == "optimistic"
     result = run_sweep(first, str(out))
     assert result.rechecked == 0 and result.compacted == 2
@@ -53,7 +54,9 @@ def test_pruned_trials_next_to_a_new_reached_cell_are_rechecked_in_full(tmp_path
     assert list((out / "trials").glob("part-*.parquet"))  # their rows are in a part
     pruned_at = int(rows.loc[1e-4, "pruned_at_step"])
 
-    grown = load_grid(write_grid(GRID.format(lrs="[1e-5, 1e-4, 0.1]"), name="grown.toml"))
+    grown = ResolvedGrid.fixed(
+        load_grid(write_grid(GRID.format(lrs="[1e-5, 1e-4, 0.1]"), name="grown.toml"))
+    )
     result = run_sweep(grown, str(out))
     assert result.already_stored == 2 and result.ran == 1 and result.rechecked == 1
     rows = _rows(out)

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.grid.specs import StopRule
 from harness.rules.pruning import prune_check
 from harness.store.records import CurvePoint
@@ -77,8 +78,8 @@ def test_no_pruning_when_off_or_before_two_windows():
 
 def test_prune_is_outside_trial_ids_and_grid_digests():
     base = {"models": ["tiny_cnn"], "optimizers": ["gd"], "lr": [1]}
-    on = parse_grid({**base, "stop": {"prune": "optimistic"}}, "g")
-    off = parse_grid({**base, "stop": {"prune": False}}, "g")
+    on = ResolvedGrid.fixed(parse_grid({**base, "stop": {"prune": "optimistic"}}, "g"))
+    off = ResolvedGrid.fixed(parse_grid({**base, "stop": {"prune": False}}, "g"))
     assert on.digest == off.digest
     assert on.expand()[0].trial_id == off.expand()[0].trial_id
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.grid.specs import StopRule
 from harness.rules.tracker import StopTracker
 from harness.store.records import TrialStatus
@@ -17,7 +18,7 @@ BATCH = 100
 
 def make_spec(**stop):
     grid = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.01]}
-    spec = parse_grid(grid, "test").expand()[0]
+    spec = ResolvedGrid.fixed(parse_grid(grid, "test")).expand()[0]
     rule = StopRule(**{"window": 4, "check_every": 2, "budget_s": 1e6, "max_epochs": 5, **stop})
     return replace(spec, stop=rule)
 

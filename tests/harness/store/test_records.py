@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from harness.grid.parse import parse_grid
-from harness.grid.specs import StopRule
+from harness.grid.resolved import ResolvedGrid
+from harness.grid.specs import Fixed, StopRule
 from harness.store.history import History
 from harness.store.records import Manifest, NightInfo, RunEntry
 from harness.store.results import MANIFEST, Store
@@ -33,8 +34,9 @@ def test_an_older_manifest_reads_and_writes_back_unchanged():
     run = manifest.runs[0]
     assert run.sweep_run_id == "r1" and run.info == {"host": "h"} and run.finished_at is None
     # the stored grid, with the keys this lrbench does not know left out
-    assert manifest.grid_spec().stop == StopRule(target=0.8, window=5)
-    assert manifest.grid_spec().lrs == (0.1,) and manifest.grid_spec().name == "test"
+    assert manifest.resolved_grid().spec.stop == StopRule(target=0.8, window=5)
+    assert manifest.resolved_grid().spec.lr == Fixed((0.1,))
+    assert manifest.resolved_grid().spec.name == "test"
 
 
 def test_a_run_is_opened_then_closed_and_a_grown_grid_becomes_a_version():
@@ -61,7 +63,7 @@ def test_a_run_is_opened_then_closed_and_a_grown_grid_becomes_a_version():
 
 
 def test_the_store_writes_the_manifest_it_reads(tmp_path):
-    grid = parse_grid(helpers.GRID, "test.toml")
+    grid = ResolvedGrid.fixed(parse_grid(helpers.GRID, "test.toml"))
     store = Store(str(tmp_path / "out"))
     store.open_sweep(grid, {"host": "h", "address": "ray://user:secret@head:10001"})
     store.close_run(2.5, {"reached": 1})

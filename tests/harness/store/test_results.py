@@ -7,6 +7,7 @@ import pytest
 
 from harness.errors import StoreError
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.store.records import TrialStatus
 from harness.store.results import Store, read_grid_metadata
 from harness.store.schemas import SCHEMA_METADATA_KEY, curves_schema, trials_schema
@@ -118,8 +119,8 @@ def test_a_file_of_another_schema_is_refused_not_moved(tmp_path):
 
 def test_manifest_refuses_another_grids_directory(tmp_path):
     base = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.1]}
-    a = parse_grid({**base, "name": "a"}, "a.toml")
-    b = parse_grid({**base, "name": "b", "lr": [0.2]}, "b.toml")
+    a = ResolvedGrid.fixed(parse_grid({**base, "name": "a"}, "a.toml"))
+    b = ResolvedGrid.fixed(parse_grid({**base, "name": "b", "lr": [0.2]}, "b.toml"))
     store = Store(str(tmp_path))
     store.open_sweep(a, {"host": "h"})
     store.open_sweep(a, {"host": "h"})  # a resume

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from harness.errors import StoreError
 from harness.grid.parse import parse_grid
+from harness.grid.resolved import ResolvedGrid
+from harness.grid.specs import Fixed
 from harness.store.history import History
 from harness.store.location import child
 from harness.store.records import TrialStatus
@@ -32,7 +34,8 @@ def test_child_keeps_a_uris_query_last():
 def test_the_store_round_trips_on_s3_and_quarantines_a_corrupt_object(s3, capsys):
     uri = s3("unit")
     base = {"models": ["tiny_cnn"], "optimizers": ["adam"], "lr": [0.1]}
-    grid, other = parse_grid({**base, "name": "g"}, "g.toml"), parse_grid(base, "other.toml")
+    grid = ResolvedGrid.fixed(parse_grid({**base, "name": "g"}, "g.toml"))
+    other = parse_grid(base, "other.toml")
     store = Store(uri)
     store.open_sweep(grid, {"host": "h"})
     store.write_trial(helpers.outcome())
@@ -42,7 +45,7 @@ def test_the_store_round_trips_on_s3_and_quarantines_a_corrupt_object(s3, capsys
     assert set(store.finished()) == set(trials.trial_id)
     assert Store(uri).read_manifest().grid_digest == grid.digest
     with pytest.raises(StoreError, match="holds results of grid 'g'"):
-        Store(uri).check_grid(replace(other, lrs=(0.2,)))
+        Store(uri).check_grid(ResolvedGrid.fixed(replace(other, lr=Fixed((0.2,)))))
     with store.fs.open_output_stream(f"{store.root}/trials/bad.parquet") as sink:
         sink.write(b"PAR1 not parquet")
     assert len(store.read_trials()) == 2

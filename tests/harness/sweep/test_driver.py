@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.grid.parse import load_grid
+from harness.grid.resolved import ResolvedGrid
 from harness.store.schemas import curves_schema, trials_schema
 from harness.sweep.driver import run_sweep
 
@@ -27,7 +28,7 @@ max_epochs = 5
 
 
 def test_real_sweep_writes_documented_parquet_and_resumes(tmp_path, write_grid):
-    grid = load_grid(write_grid(GRID))
+    grid = ResolvedGrid.fixed(load_grid(write_grid(GRID)))
     out = tmp_path / "out"
     result = run_sweep(grid, str(out))
     assert result.total == 6 and result.ran == 6 and result.unfinished == 0
