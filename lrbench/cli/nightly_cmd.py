@@ -3,10 +3,12 @@ judge it, judge a night again, or accept one as the new baseline."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 from typer.core import TyperGroup
@@ -77,25 +79,56 @@ nightly = typer.Typer(
 HistoryOpt = Annotated[
     str, typer.Option("--history", help="History directory or URI (created on the first night).")
 ]
-BaselineNights = Annotated[
-    int, typer.Option(help="Baseline: the median of at most this many good nights.")
-]
-KOpt = Annotated[
-    float,
-    typer.Option("--k", help="Noise threshold: median + k x MAD of the baseline's own changes."),
-]
-FloorTime = Annotated[
-    float, typer.Option(help="Smallest relative change of time to target ever flagged.")
-]
-FloorSteps = Annotated[
-    float, typer.Option(help="Smallest relative change of steps to target ever flagged.")
-]
-FloorSeconds = Annotated[
-    float, typer.Option(help="Smallest change of a cell's time to target ever flagged, in s.")
-]
-MinSuccess = Annotated[
-    float, typer.Option(help="Share of a cell's trials that must reach the target.")
-]
+# The judging rules' options (``analysis.nightly.noise.Rules``), declared once:
+# ``judging`` gives them to each command that judges a night.
+RULE_OPTIONS = {
+    "baseline_nights": (int, 7, "Baseline: the median of at most this many good nights."),
+    "k": (float, 3.0, "Noise threshold: median + k x MAD of the baseline's own changes."),
+    "floor_time": (float, 0.20, "Smallest relative change of time to target ever flagged."),
+    "floor_steps": (float, 0.10, "Smallest relative change of steps to target ever flagged."),
+    "floor_seconds": (
+        float,
+        0.25,
+        "Smallest change of a cell's time to target ever flagged, in s.",
+    ),
+    "min_success": (float, 0.5, "Share of a cell's trials that must reach the target."),
+}
+
+
+def judging(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with the judging rules' options (``RULE_OPTIONS``) in place of
+    its ``rules`` parameter, which it receives as one checked ``Rules``."""
+    signature = inspect.signature(command)
+    # ``Rules`` stays unloaded until a command runs (it brings pandas)
+    hints = get_type_hints(command, localns={"Rules": Any}, include_extras=True)
+    kept = [p.replace(annotation=hints[n]) for n, p in signature.parameters.items() if n != "rules"]
+    options = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+            annotation=Annotated[kind, typer.Option(f"--{name.replace('_', '-')}", help=text)],
+        )
+        for name, (kind, default, text) in RULE_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_rules(**kwargs: Any) -> None:
+        from analysis.nightly.noise import Rules
+
+        rules = Rules(**{name: kwargs.pop(name) for name in RULE_OPTIONS})
+        rules.check()
+        command(rules=rules, **kwargs)
+
+    # after the command's own options (all have defaults), in the order declared
+    parameters = [*kept, *options]
+    with_rules.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=None
+    )
+    with_rules.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_rules
+
+
 Summary = Annotated[
     str | None,
     typer.Option(help="Append the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)."),
@@ -103,15 +136,11 @@ Summary = Annotated[
 
 
 @nightly.command("run")
+@judging
 def run_command(
     grid: GridArg,
+    rules: Rules,
     history: HistoryOpt = "results/nightly",
-    baseline_nights: BaselineNights = 7,
-    k: KOpt = 3.0,
-    floor_time: FloorTime = 0.20,
-    floor_steps: FloorSteps = 0.10,
-    floor_seconds: FloorSeconds = 0.25,
-    min_success: MinSuccess = 0.5,
     summary: Summary = None,
     revision: Annotated[
         str | None,
@@ -148,7 +177,6 @@ def run_command(
     the Markdown summary and the HTML trend report. Exit code 1 on a regression."""
     from harness.sweep.driver import RunOptions
 
-    rules = _rules(baseline_nights, k, floor_time, floor_steps, floor_seconds, min_success)
     _check_paths(history, summary)
 
     def night() -> str:
@@ -162,22 +190,17 @@ def run_command(
 
 
 @nightly.command("judge")
+@judging
 def judge_command(
+    rules: Rules,
     history: HistoryOpt = "results/nightly",
     run: Annotated[
         str | None, typer.Option(help="The run id of the night to judge (default: the latest).")
     ] = None,
-    baseline_nights: BaselineNights = 7,
-    k: KOpt = 3.0,
-    floor_time: FloorTime = 0.20,
-    floor_steps: FloorSteps = 0.10,
-    floor_seconds: FloorSeconds = 0.25,
-    min_success: MinSuccess = 0.5,
     summary: Summary = None,
 ) -> None:
     """Run nothing: judge the latest night (or --run) again, write its summary and
     the trend report. Exit code 1 on a regression."""
-    rules = _rules(baseline_nights, k, floor_time, floor_steps, floor_seconds, min_success)
     _check_paths(history, summary)
     _verdict(history, lambda: _judge_night(history, rules, run, summary))
 
@@ -198,21 +221,6 @@ def accept_command(
         f"accepted {run_id}: nights after it are judged against a baseline that starts "
         "with it (nights before it no longer count)"
     )
-
-
-def _rules(
-    baseline_nights: int,
-    k: float,
-    floor_time: float,
-    floor_steps: float,
-    floor_seconds: float,
-    min_success: float,
-) -> Rules:
-    from analysis.nightly.noise import Rules
-
-    rules = Rules(baseline_nights, k, floor_time, floor_steps, floor_seconds, min_success)
-    rules.check()
-    return rules
 
 
 def _check_paths(history: str, summary: str | None) -> None:

@@ -241,3 +241,15 @@ def test_the_earlier_spelling_still_works_with_a_one_line_notice(tmp_path):
     assert new_spelling(["--accept", "r1", "--history", "h"]) == ["accept", "r1", "--history", "h"]
     assert new_spelling(["g.toml", "--no-compare-only"]) == ["run", "g.toml"]
     assert new_spelling(["--history", "h", "judge"]) == ["--history", "h", "judge"]
+
+
+def test_run_and_judge_take_the_same_judging_options():
+    """Both commands get the rules' options from one declaration (``judging``)."""
+    from lrbench.cli.nightly_cmd import RULE_OPTIONS
+
+    for command in ("run", "judge"):
+        shown = runner.invoke(app, ["nightly", command, "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, shown.output
+        for name, (_, default, _) in RULE_OPTIONS.items():
+            option = f"--{name.replace('_', '-')}"
+            assert option in shown.output and f"[default: {default}]" in shown.output, option
