@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from analysis.cells import ranked_lrs
+from analysis.labels import label_series
 from harness.errors import GridError
 from harness.grid.resolved import ChosenLr, ResolvedGrid, Skipped
 from harness.grid.specs import FromBest, GridSpec, kwargs_json
@@ -24,9 +26,6 @@ def resolve_best_lrs(grid: GridSpec, trials: pd.DataFrame) -> ResolvedGrid:
     An optimizer with no succeeding LR there is skipped, and so is one the
     sweep never ran. No optimizer left to run is a ``GridError`` on ``lr.best``.
     """
-    from analysis.cells import ranked_lrs
-    from analysis.labels import label_series
-
     best = grid.lr
     if not isinstance(best, FromBest):
         raise TypeError(f"resolve_best_lrs takes a grid with lr = {{ best = DIR }}: {grid.source}")

@@ -16,14 +16,15 @@ Vocabulary (see ``docs/analysis.md``; series in ``analysis.labels``):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from analysis.labels import labelled
 from harness.grid.specs import SETUP_FIELDS
+from harness.rules.frontier import Cell, unguarded
 from harness.store.records import STATUSES, TrialStatus
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 SERIES = ["source", "series", "optimizer", "variant"]
 CELL = [*SERIES, "lr"]
@@ -48,8 +49,6 @@ GUARD_SERIES = [
 def guard_series(trials: pd.DataFrame) -> pd.Series:
     """Each trial's series id in the frontier guard's sense (``GUARD_SERIES``;
     each seed its own series), as text."""
-    import pandas as pd
-
     present = [c for c in GUARD_SERIES if c in trials.columns]
     keys = ["|".join(map(str, row)) for row in trials[present].itertuples(index=False)]
     return pd.Series(keys, index=trials.index, dtype=object)
@@ -62,10 +61,6 @@ def guard_view(trials: pd.DataFrame) -> pd.DataFrame:
     their verdicts rest on the pruning rule alone), and the ``holes`` its
     assumption of one band per series meets (a failing cell between two
     reached cells of one series)."""
-    import pandas as pd
-
-    from harness.rules.frontier import Cell, unguarded
-
     df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
     df = df[df["status"] != TrialStatus.ERROR.value]
     rechecked = df["rechecked"].fillna(False).astype(bool) if "rechecked" in df else False
@@ -111,8 +106,6 @@ def with_plot_values(trials: pd.DataFrame) -> pd.DataFrame:
     target, or the budget for a trial that missed it; ``plot_steps`` is the steps
     to target, or the source's step ceiling (the most steps any of its trials
     took). ``error`` trials are not drawn (NaN)."""
-    import numpy as np
-
     df = labelled(trials).copy()
     reached = df["status"] == TrialStatus.REACHED.value
     failed = df["status"].isin([TrialStatus.BUDGET.value, TrialStatus.DIVERGED.value])
@@ -153,8 +146,6 @@ def cells(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFram
     finished trials), the median / min / max time and steps to target over the
     trials that reached it, the drawn values (median and spread, failures at the
     budget or step ceiling), and the cell's ``outcome``."""
-    import pandas as pd
-
     df = with_plot_values(trials)
     for status in STATUSES:
         df[f"n_{status}"] = (df["status"] == status).astype(int)
@@ -209,8 +200,6 @@ def ensure_cells(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.Da
 def span(ok: pd.Series) -> dict[str, Any]:
     """Band columns (``BAND_COLUMNS``) from a boolean Series indexed by sorted LR
     (True: it succeeds)."""
-    import numpy as np
-
     good = ok[ok].index
     if not len(good):
         return {
@@ -236,8 +225,6 @@ def band(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFrame:
     """Per series: the LRs swept and succeeding, the band's ``lr_low`` and
     ``lr_high`` (NaN when nothing succeeded), its width in ``decades`` and its
     ``holes`` (failing LRs inside it). Takes trials or ``cells``."""
-    import pandas as pd
-
     c = ensure_cells(frame, min_success)
     rows = [
         {
@@ -253,8 +240,6 @@ def ranked_lrs(frame: pd.DataFrame, k: int = 1, min_success: float = MIN_SUCCESS
     """Per series, its ``k`` best succeeding cells, fastest median time to target
     first (ties to fewer median steps, then the lower LR), with a ``rank`` from 1.
     Series with no success have no rows. Takes trials or ``cells``."""
-    import pandas as pd
-
     c = ensure_cells(frame, min_success)
     ok = c[c["outcome"] == TrialStatus.REACHED.value].sort_values(
         ["time_median_s", "steps_median", "lr"], kind="stable"
@@ -291,8 +276,6 @@ def envelope(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.DataFr
     """Per source, variant and LR: the fastest and the slowest succeeding
     optimizer and their median times to target (NaN and empty names where none
     succeeded), and how many succeeded of how many swept. Takes trials or ``cells``."""
-    import pandas as pd
-
     c = ensure_cells(frame, min_success)
     rows = []
     for (source, variant, lr), group in c.groupby(["source", "variant", "lr"], sort=False):

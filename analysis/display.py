@@ -3,14 +3,12 @@ columns a person needs (the tidy tables keep full precision)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from analysis.cells import is_lr_sweep
 from analysis.labels import fmt_lr
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 
 # The tables the console shows after a report or a range test, with their titles.
 TITLES = {
@@ -30,21 +28,15 @@ TITLES = {
 
 def num(x: Any, spec: str = ".3g", none: str = "") -> str:
     """A number as text in format ``spec``; ``none`` for a missing value."""
-    import pandas as pd
-
     return none if x is None or pd.isna(x) else format(float(x), spec)
 
 
 def _lr(x: Any) -> str:
-    import pandas as pd
-
     return "none" if x is None or pd.isna(x) else fmt_lr(float(x))
 
 
 def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The report's tables formatted for reading (strings), by name."""
-    import pandas as pd
-
     several = built["summary"]["source"].nunique() > 1
     o = built["optimizers"]
     optimizers = pd.DataFrame(
@@ -176,8 +168,6 @@ def display_tables(built: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 
 def _moved(decades: Any, more: str, less: str) -> str:
-    import pandas as pd
-
     if pd.isna(decades):
         return ""
     if abs(decades) < 0.05:
@@ -188,8 +178,6 @@ def _moved(decades: Any, more: str, less: str) -> str:
 def shifts_display(shifts: pd.DataFrame, several: bool) -> pd.DataFrame:
     """The valley-shift table for reading: each setup against its optimizer's
     reference, in decades."""
-    import pandas as pd
-
     moved = []
     for _, r in shifts.iterrows():
         if r["is_reference"]:
@@ -223,7 +211,6 @@ def shifts_display(shifts: pd.DataFrame, several: bool) -> pd.DataFrame:
 def finder_display(compared: pd.DataFrame, several: bool) -> pd.DataFrame:
     """The range-test table for reading: per test and rule, the suggestion, the
     grid's band and best LR, the distance in decades and whether it is inside."""
-    import pandas as pd
 
     def inside(x: Any) -> str:
         return "-" if pd.isna(x) else ("yes" if x else "no")
@@ -254,7 +241,6 @@ def finder_confirm_display(confirmed: pd.DataFrame, several: bool) -> pd.DataFra
     """The confirmation table for reading: per optimizer, the rule's suggestion,
     the ladder around it, the best LR it confirmed, how far apart they are, and
     how the suggestion itself did."""
-    import pandas as pd
 
     def itself(outcome: str, rate: Any) -> str:
         if not outcome:
@@ -294,8 +280,6 @@ def finder_confirm_display(confirmed: pd.DataFrame, several: bool) -> pd.DataFra
 
 
 def _scaling_display(fits: pd.DataFrame, several: bool) -> pd.DataFrame:
-    import pandas as pd
-
     def pick(measure: str, size: str) -> pd.DataFrame:
         f = fits[(fits["measure"] == measure) & (fits["size"] == size)]
         return f.set_index(["source", "series"])

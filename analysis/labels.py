@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from harness.grid.specs import REFERENCE_OPTIMIZERS, parse_kwargs
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 # Grid axes that, when they vary within one optimizer of one sweep, split its
 # valley into several series.
@@ -65,8 +64,6 @@ def fmt_lr(lr: float) -> str:
 def setup_labels(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> pd.Series:
     """Per row, the grid axes (``AXES`` less ``exclude``) that vary within its
     source and optimizer, as ``key=value`` text (``""`` where none vary)."""
-    import pandas as pd
-
     labels = pd.Series("", index=df.index, dtype=object)
     for _, group in df.groupby(["source", "optimizer"], sort=False):
         varying = [
@@ -101,8 +98,6 @@ def optimizer_rank(name: str) -> tuple[int, str]:
 def label_series(trials: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``trials`` with ``source`` (the sweep name if absent), ``variant``
     and ``series`` columns, sorted by source, optimizer order, variant and LR."""
-    import pandas as pd
-
     df = trials.copy()
     if "source" not in df.columns:
         df.insert(0, "source", df["sweep"])

@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from harness.errors import StoreError
 from harness.store.location import redact
 from harness.store.results import FINDER, MANIFEST, TRIALS, Store
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from harness.store.records import Manifest
 
 
@@ -101,8 +101,6 @@ def load_results(paths: list[str] | str) -> Results:
     a directory with no trials (``NoTrialsYet``), a corrupt Parquet file, or a file written with
     another results schema.
     """
-    import pandas as pd
-
     paths = [paths] if isinstance(paths, str) else list(paths)
     if not paths:
         raise StoreError("no results directory given")

@@ -9,10 +9,14 @@ Pure: the trials and curves DataFrames of ``analysis.load`` in, tidy frames out.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
 from analysis.cells import guard_series
+from analysis.labels import fmt_lr
 from harness.grid.specs import StopRule
 from harness.rules.frontier import Cell, frontier
 from harness.rules.pruning import prune_check
@@ -60,9 +64,6 @@ def replay(
     With ``guard``, the frontier guard follows: each pruned trial it finds next
     to a reached cell is ``rechecked``, takes its stored (full-run) verdict
     back, and its pruned first run's seconds count as spent, not saved."""
-    import numpy as np
-    import pandas as pd
-
     by_trial = {key: g for key, g in curves.groupby(["source", "trial_id"], sort=False)}
     rows = []
     for t in trials[trials["status"] != ERROR].itertuples(index=False):
@@ -124,8 +125,6 @@ def guarded(replayed: pd.DataFrame) -> pd.DataFrame:
 def replace_stop(rule: StopRule, trial: Any) -> StopRule:
     """The source's stop rule with what the trial's own row says of it (target,
     metric, budget, epochs)."""
-    from dataclasses import replace
-
     return replace(
         rule,
         target=float(trial.target_acc),
@@ -170,8 +169,6 @@ def replay_summary(replayed: pd.DataFrame, prune: str, guard: bool = False) -> d
 def replay_lines(summary: dict[str, Any]) -> list[str]:
     """A rule's replay as console lines: agreement, every changed trial, the
     seconds saved, the margins."""
-    from analysis.labels import fmt_lr
-
     s = summary
     name = f"{s['rule']} + frontier guard" if s["guard"] else f"{s['rule']} alone"
     lines = [

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
 from analysis.cells import (
     BAND_COLUMNS,
     MIN_SUCCESS,
@@ -27,8 +30,6 @@ from analysis.labels import AXES, labelled
 from harness.store.records import STATUSES, TrialStatus
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from harness.store.records import Manifest
 
 
@@ -36,8 +37,6 @@ def optimizer_table(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> p
     """The per-optimizer table: trials by status, the success band, the best LR,
     ``wasted_s``, the wall seconds spent on trials that did not reach the
     target (startup included), and how many the pruning rule stopped early."""
-    import pandas as pd
-
     df = labelled(trials)
     c = cells(df, min_success)
     counts = (
@@ -64,8 +63,6 @@ def union_band(frame: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd.Data
     ``lr_low``/``lr_high`` and ``decades`` as for a band; ``holes`` counts LRs
     inside it where no optimizer succeeds; ``low_by``/``high_by`` name the
     optimizers that succeed at its edges. Takes trials or ``cells``."""
-    import pandas as pd
-
     c = ensure_cells(frame, min_success)
     rows = []
     for (source, variant), group in c.groupby(["source", "variant"], sort=False):
@@ -94,9 +91,6 @@ def compute_saved(trials: pd.DataFrame) -> pd.DataFrame:
     speed (``step_time_s``). The frontier guard's rechecks count the seconds
     of their pruned first runs as spent. ``saved_share`` is the saving over
     what all the ``budget`` trials would have trained unpruned."""
-    import numpy as np
-    import pandas as pd
-
     df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
     pruned = pruned_flags(df)
     per_epoch = df["steps"].astype("float64") / df["epochs"].replace(0.0, np.nan)
@@ -137,8 +131,6 @@ def sweep_summary(trials: pd.DataFrame, manifests: dict[str, Manifest | None]) -
     ``trial_time_s`` (the sum of trial wall times), ``wall_s`` (the runs' wall
     time from the manifest; else the span from the first trial's start to the
     last one's end) and the number of runs (resumes)."""
-    import pandas as pd
-
     df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
     rows = []
     for source, group in df.groupby("source", sort=False):
@@ -184,8 +176,6 @@ def run_conditions(trials: pd.DataFrame) -> pd.DataFrame:
     """Per source, each combination of ``CONDITIONS`` its trials ran under, with
     the number of trials, and ``differs``: the conditions that vary within that
     source (empty when it ran under one combination)."""
-    import pandas as pd
-
     df = trials if "source" in trials.columns else trials.assign(source=trials["sweep"])
     present = [c for c in CONDITIONS if c in df.columns]
     keyed = df[["source", *present]].astype("string").fillna("")
@@ -206,8 +196,6 @@ def compare_sources(
     the source's devices, and ``differs``: what differs from the first source for
     that series (``device``, or a grid axis such as ``target_acc``), since a time
     ratio across devices or setups is not a like-for-like comparison."""
-    import pandas as pd
-
     df = labelled(trials)
     first = table["source"].iloc[0]
     keep = ["source", "series", "best_lr", "best_time_s", "best_steps", "reached", "trials"]

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.bestlr import resolve_best_lrs
+from analysis.finder.finder_lrs import resolve_finder_lrs
+from analysis.load import load_finder, load_results
 from harness.errors import GridError, LrbenchError
 from harness.grid.parse import load_grid
 from harness.grid.resolved import ResolvedGrid
@@ -29,18 +32,12 @@ def prepare_grid(path: str | Path, max_trials: int = MAX_TRIALS) -> ResolvedGrid
         case Fixed():
             return ResolvedGrid.fixed(grid)
         case FromBest(location=location):
-            from analysis.bestlr import resolve_best_lrs
-            from analysis.load import load_results
-
             try:
                 trials = load_results(location).trials
             except LrbenchError as exc:
                 raise GridError(grid.source, "lr.best", str(exc)) from None
             return resolve_best_lrs(grid, trials)
         case FromFinder(location=location):
-            from analysis.finder.finder_lrs import resolve_finder_lrs
-            from analysis.load import load_finder
-
             try:
                 points = load_finder(location)
             except LrbenchError as exc:

@@ -15,12 +15,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pandas as pd
+
 from harness.grid.resolved import ResolvedGrid
 from harness.store.history import History
 from harness.store.location import redact
 from harness.store.migrate import migrate
 from harness.store.records import NightInfo
-from harness.sweep.driver import RunOptions, SweepResult
+from harness.store.results import Store
+from harness.sweep.driver import RunOptions, SweepResult, run_sweep
+from harness.trial import sysinfo
+from harness.trial.data import load_grid_data
+from harness.trial.models import check_optimizers
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,6 @@ def _night(
     now: datetime | None,
     device_class: str | None,
 ) -> NightRun:
-    import pandas as pd
-
-    from harness.store.results import Store
-    from harness.sweep.driver import run_sweep
-    from harness.trial import sysinfo
-    from harness.trial.data import load_grid_data
-    from harness.trial.models import check_optimizers
-
     spec = grid.spec
     history.read()  # a corrupt history fails now, not after the night's sweep
     check_optimizers(

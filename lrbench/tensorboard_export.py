@@ -30,13 +30,23 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from harness.errors import LrbenchError
+from harness.lazy import lazy
 from harness.store.records import STATUSES, TrialStatus
+from harness.trial.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+    from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 
     from analysis.load import Results
+else:
+    tf = lazy("tensorflow", before=import_tensorflow_quietly)
+    hp = lazy("tensorboard.plugins.hparams.api")
+    scalar_summary = lazy("tensorboard.plugins.scalar.summary_v2")
 
 # the trials columns written as hparams, with their description in the dashboard
 HPARAMS: dict[str, str] = {
@@ -151,7 +161,7 @@ def curve_scalars(curve: pd.DataFrame) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def _domain(hp: Any, name: str, trials: pd.DataFrame) -> Any:
+def _domain(name: str, trials: pd.DataFrame) -> Any:
     """A discrete domain of the values a column takes (numbers as floats), or None;
     ``status`` takes every ``TrialStatus``."""
     if name == "status":
@@ -184,8 +194,6 @@ def export_tensorboard(results: Results, logdir: str | os.PathLike[str]) -> Tens
     """
     logdir = os.fspath(logdir)
     _prepare(logdir)
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
 
     # Writing events needs no GPU, and TF would claim a visible one's memory from a
     # sweep running there. Once TF has started in this process (a notebook), it stays.
@@ -195,7 +203,7 @@ def export_tensorboard(results: Results, logdir: str | os.PathLike[str]) -> Tens
     names = run_names(trials)
     curves = dict(tuple(results.curves.groupby(["source", "trial_id"], sort=False)))
     config = [  # an hparam no trial has (train_size when all used every example) is left out
-        hp.HParam(n, _domain(hp, n, trials), description=d)
+        hp.HParam(n, _domain(n, trials), description=d)
         for n, d in HPARAMS.items()
         if n == "status" or (n in trials and trials[n].notna().any())
     ]
@@ -218,29 +226,24 @@ def export_tensorboard(results: Results, logdir: str | os.PathLike[str]) -> Tens
                 replaced += 1
             os.makedirs(run_dir)
             curve = curves.get((row["source"], row["trial_id"]))
-            _write_run(tf, hp, run_dir, name, row, curve)
+            _write_run(run_dir, name, row, curve)
     except (OSError, tf.errors.OpError) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or exc
         raise ExportError(f"{logdir}: cannot write TensorBoard logs ({reason})") from None
     return TensorBoardExport(logdir, len(names), replaced, tuple(results.sources))
 
 
-def _write_run(
-    tf: Any, hp: Any, run_dir: str, name: str, row: dict[str, Any], curve: pd.DataFrame | None
-) -> None:
+def _write_run(run_dir: str, name: str, row: dict[str, Any], curve: pd.DataFrame | None) -> None:
     """One trial's run: hparams, result metrics at its last step, its curve."""
-    import pandas as pd
-    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
-
     started = row.get("started_at")
     start_s = None if started is None or pd.isna(started) else started.timestamp()
     last_step = plain(row.get("steps")) or 0
     by_step: dict[int, list[bytes]] = defaultdict(list)
     for tag, value in trial_results(row).items():
-        by_step[last_step].append(scalar_pb(tag, value).SerializeToString())
+        by_step[last_step].append(scalar_summary.scalar_pb(tag, value).SerializeToString())
     for tag, points in (curve_scalars(curve) if curve is not None else {}).items():
         for step, value in points:
-            by_step[step].append(scalar_pb(tag, value).SerializeToString())
+            by_step[step].append(scalar_summary.scalar_pb(tag, value).SerializeToString())
     writer = tf.summary.create_file_writer(run_dir)
     try:
         with writer.as_default():

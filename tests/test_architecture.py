@@ -61,12 +61,30 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
+def lazy_target(node: ast.AST) -> str | None:
+    """The module a ``lazy("name")`` call (``harness.lazy``) stands for; None
+    for any other node."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "lazy"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
+        return node.args[0].value
+    return None
+
+
 def _statements(node: ast.AST, *, type_checking: bool):
-    """Every import statement under ``node`` (module level, in functions, classes,
-    try blocks...), with whether it sits under ``if TYPE_CHECKING:``."""
+    """Every import under ``node`` (module level, in functions, classes, try
+    blocks...), with whether it sits under ``if TYPE_CHECKING:``. A
+    ``lazy("name")`` counts as ``import name``: it imports it on first use."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.Import | ast.ImportFrom):
             yield child, type_checking
+        elif (target := lazy_target(child)) is not None:
+            yield ast.Import(names=[ast.alias(name=target)], lineno=child.lineno), type_checking
         elif isinstance(child, ast.If) and _is_type_checking(child.test):
             for stmt in child.body:
                 yield from _statements(ast.Module(body=[stmt], type_ignores=[]), type_checking=True)

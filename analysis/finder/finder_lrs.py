@@ -13,14 +13,17 @@ import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
+from analysis.cells import best_lr, cells
 from analysis.finder import suggest as F
+from analysis.labels import labelled
 from harness.errors import GridError
 from harness.grid.resolved import ResolvedGrid, SuggestedLr
 from harness.grid.specs import FromFinder, GridSpec, kwargs_json
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from harness.store.records import Manifest
 
 # GridSpec axes that make more than one range-test setup per optimizer
@@ -37,8 +40,6 @@ _SETUP_AXES = {
 
 def _grid_keys(grid: GridSpec, opt: Any) -> pd.Series:
     """The range-test setup keys (``analysis.finder.suggest.setup_key``) of ``opt`` in ``grid``."""
-    import pandas as pd
-
     rows = []
     for setup in grid.setups((opt,), grid.seeds[0]):
         row = asdict(setup)
@@ -138,12 +139,6 @@ def confirm_table(
     ladder did not run it: an even ``num``) and ``best_at_edge`` (the best is
     the ladder's lowest or highest LR: the optimum may lie beyond it). Empty
     when no source used a finder ladder."""
-    import numpy as np
-    import pandas as pd
-
-    from analysis.cells import best_lr, cells
-    from analysis.labels import labelled
-
     df = labelled(trials)
     if "schedule" in df:
         df = df[df["schedule"] == "constant"]

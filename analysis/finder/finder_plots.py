@@ -9,10 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.finder.suggest import RULES
 from analysis.plotkit import figure, log_x, title
+from harness.lazy import lazy
 
 if TYPE_CHECKING:
+    import matplotlib.lines as mlines
+    import matplotlib.patches as mpatches
     import pandas as pd
     from matplotlib.figure import Figure
+else:
+    mlines = lazy("matplotlib.lines")
+    mpatches = lazy("matplotlib.patches")
 
 RULE_STYLES: dict[str, dict[str, Any]] = {
     "steepest": dict(color="#0072b2", ls="--"),
@@ -28,9 +34,6 @@ def finder_figure(finder: pd.DataFrame, compared: pd.DataFrame) -> Figure:
     against LR, a vertical line per suggestion rule, and, when ``compared``
     (``analysis.finder.suggest.against_grid``) has a band for it, the band shaded and
     the best LR starred."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     panels = compared.drop_duplicates(["source", "finder_id"])
     several = panels["source"].nunique() > 1
     ncols = min(COLUMNS, len(panels))
@@ -75,17 +78,17 @@ def finder_figure(finder: pd.DataFrame, compared: pd.DataFrame) -> Figure:
     for ax in flat[len(panels) :]:
         ax.set_visible(False)
     handles: list[Any] = [
-        Line2D([], [], color="0.15", lw=1.6, label="smoothed loss"),
-        Line2D([], [], color="0.75", lw=0.7, label="batch loss"),
+        mlines.Line2D([], [], color="0.15", lw=1.6, label="smoothed loss"),
+        mlines.Line2D([], [], color="0.75", lw=0.7, label="batch loss"),
         *(
-            Line2D([], [], lw=1.5, label=f"{rule} suggestion", **RULE_STYLES[rule])
+            mlines.Line2D([], [], lw=1.5, label=f"{rule} suggestion", **RULE_STYLES[rule])
             for rule in RULES
         ),
     ]
     if compared["lr_low"].notna().any():
         handles += [
-            Patch(color="#2ca02c", alpha=0.25, label="grid: success band"),
-            Line2D(
+            mpatches.Patch(color="#2ca02c", alpha=0.25, label="grid: success band"),
+            mlines.Line2D(
                 [],
                 [],
                 ls="none",

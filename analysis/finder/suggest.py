@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from analysis.cells import MIN_SUCCESS
 from analysis.labels import labelled, optimizer_rank, value_text
 from analysis.tables import optimizer_table
 from harness.grid.specs import FINDER_RULES, TRAINING_FIELDS
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
 
 RULES = FINDER_RULES
 SKIP_START = 10
@@ -49,8 +48,6 @@ def steepest(lr: np.ndarray, loss: np.ndarray, skip_start: int = SKIP_START) -> 
     """The LR of the most negative slope of ``loss`` against ``log10(lr)``,
     between point ``skip_start`` and the minimum (the whole curve when that
     leaves fewer than 3 points)."""
-    import numpy as np
-
     lr, loss = np.asarray(lr, float), np.asarray(loss, float)
     end = int(np.argmin(loss)) + 1
     lo = skip_start if end - skip_start >= 3 else 0
@@ -64,16 +61,12 @@ def steepest(lr: np.ndarray, loss: np.ndarray, skip_start: int = SKIP_START) -> 
 
 def min_over_10(lr: np.ndarray, loss: np.ndarray) -> float:
     """The LR of the lowest loss, divided by 10."""
-    import numpy as np
-
     return float(np.asarray(lr, float)[int(np.argmin(loss))] / 10)
 
 
 def longest_descent(loss: np.ndarray) -> tuple[int, int]:
     """First and last index of the longest run of consecutive points over which
     ``loss`` strictly falls (the first such run; ``(0, 0)`` if it never falls)."""
-    import numpy as np
-
     falls = np.diff(np.asarray(loss, float)) < 0
     best, start = (0, 0), None
     for i, down in enumerate([*falls, False]):
@@ -88,8 +81,6 @@ def longest_descent(loss: np.ndarray) -> tuple[int, int]:
 
 def descent_middle(lr: np.ndarray, loss: np.ndarray) -> float:
     """The LR halfway (log scale) through the longest descending stretch."""
-    import numpy as np
-
     lr = np.asarray(lr, float)
     first, last = longest_descent(loss)
     return float(10 ** ((np.log10(lr[first]) + np.log10(lr[last])) / 2))
@@ -101,8 +92,6 @@ def longest_decreasing(loss: np.ndarray) -> tuple[int, int]:
     ``loss`` ends and ``length`` is its number of points (O(n^2), as fastai).
     The start is fastai's ``end - length``: one before where the subsequence
     would start were its points consecutive, not where it does start."""
-    import numpy as np
-
     loss = np.asarray(loss, float)
     length = np.ones(len(loss), dtype=int)
     for i in range(1, len(loss)):
@@ -122,8 +111,6 @@ def fastai_valley(lr: np.ndarray, loss: np.ndarray, num_steps: int | None = None
     its first non-finite loss; then the LR at index ``start + int(L / 3) +
     int(L / 6)`` with ``(start, end) = longest_decreasing(loss)`` and ``L =
     end - start``: about halfway along by index. NaN when nothing is left."""
-    import numpy as np
-
     lr, loss = np.asarray(lr, float), np.asarray(loss, float)
     skip = (len(loss) if num_steps is None else num_steps) // 10
     lr, loss = lr[skip:-FASTAI_SKIP_END], loss[skip:-FASTAI_SKIP_END]
@@ -148,8 +135,6 @@ def suggest(
     """Every rule's suggestion for one curve, by rule name (``RULES``).
     Non-finite losses (a NaN at the end) are dropped first; ``fastai-valley``
     trims the curve as fastai does (``num_steps``: the ramp's planned updates)."""
-    import numpy as np
-
     lr, loss = np.asarray(lr, float), np.asarray(loss, float)
     fastai = fastai_valley(lr, loss, num_steps)
     ok = np.isfinite(loss)
@@ -167,8 +152,6 @@ def suggest(
 def runs(finder: pd.DataFrame) -> pd.DataFrame:
     """One row per range test (its setup, the ramp, why it stopped, its steps,
     the lowest smoothed loss and its LR) with the ``source`` and a ``label``."""
-    import pandas as pd
-
     df = finder if "source" in finder.columns else finder.assign(source=finder["sweep"])
     rows = []
     for (source, fid), g in df.groupby(["source", "finder_id"], sort=False):
@@ -225,8 +208,6 @@ def _labels(runs: pd.DataFrame) -> list[str]:
 
 def suggestions(finder: pd.DataFrame, skip_start: int = SKIP_START) -> pd.DataFrame:
     """One row per range test and rule: the suggested LR, with the run's columns."""
-    import pandas as pd
-
     df = finder if "source" in finder.columns else finder.assign(source=finder["sweep"])
     found = {}
     for key, g in df.groupby(["source", "finder_id"], sort=False):
@@ -253,9 +234,6 @@ def against_grid(
     constant schedule): that series' band and best LR, ``decades_from_best``
     (``log10(suggested / best)``, > 0: above the best) and ``in_band``. Rows
     without a matching grid series keep NaN there."""
-    import numpy as np
-    import pandas as pd
-
     matched = suggested.assign(_key=setup_key(suggested))
     df = labelled(trials) if trials is not None and len(trials) else None
     if df is not None and "schedule" in df:
@@ -286,7 +264,6 @@ def against_grid(
 def setup_key(df: pd.DataFrame) -> pd.Series:
     """The setup columns as one comparable text per row (nulls and number types
     written the same way on both sides)."""
-    import pandas as pd
 
     def text(v: Any) -> str:
         if v is None or (not isinstance(v, str) and pd.isna(v)):
@@ -300,8 +277,6 @@ def rule_scores(compared: pd.DataFrame) -> pd.DataFrame:
     """Per rule, over the range tests that have a grid band: how many
     suggestions fell inside it, and the median and largest distance to the
     best LR in decades: which rule to trust on this model and data."""
-    import pandas as pd
-
     rows: list[dict[str, Any]] = []
     known = compared[compared["best_lr"].notna()]
     for rule in RULES:

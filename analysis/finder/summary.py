@@ -7,8 +7,19 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from analysis.finder import suggest as F
+from analysis.finder.finder_plots import finder_figure
+from analysis.load import source_labels
+from harness.lazy import lazy
+from harness.store.results import TRIALS, Store
+
 if TYPE_CHECKING:
+    import matplotlib
+    import matplotlib.pyplot as plt
     import pandas as pd
+else:
+    matplotlib = lazy("matplotlib")
+    plt = lazy("matplotlib.pyplot")
 
 
 @dataclass(frozen=True)
@@ -23,16 +34,7 @@ class FinderSummary:
 def write_finder_summary(target: str) -> FinderSummary:
     """Read the stored range tests (and the sweep, if any) of ``target``, set
     each suggestion against the band, and draw the figure into ``target``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from analysis.finder import suggest as F
-    from analysis.finder.finder_plots import finder_figure
-    from analysis.load import source_labels
-    from harness.store.results import TRIALS, Store
-
+    matplotlib.use("Agg")  # files only, never a window (pyplot loads after this)
     store = Store(target)
     label = source_labels([target])[0]
     points = store.read_finder().assign(source=label)

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from analysis.cells import SERIES, band
 from analysis.labels import fmt_lr, optimizer_rank
 from analysis.nightly.noise import KEY, METRICS, MIN_CELLS_FOR_ALL
 from harness.store.records import TrialStatus
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 KINDS = ("status", "band", "time", "steps")
 VERDICTS = ("regression", "improvement", "change")
@@ -263,8 +262,6 @@ def band_findings(bands: pd.DataFrame) -> list[Finding]:
 def findings_frame(found: list[Finding]) -> pd.DataFrame:
     """``found`` as a tidy frame (``FINDING_COLUMNS``), regressions first, then
     improvements and changes, each by kind (``KINDS``)."""
-    import pandas as pd
-
     findings = pd.DataFrame([asdict(f) for f in found], columns=FINDING_COLUMNS)
     if len(findings):
         findings["_v"] = findings["verdict"].map(VERDICTS.index)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from analysis import cells as C
 from analysis.labels import label_series
@@ -38,9 +40,6 @@ from analysis.nightly.compare import (
 from analysis.nightly.noise import KEY, NightCells, Rules, flip_shares, night_cells, noise
 from harness.errors import LrbenchError, ParamError
 from harness.store.records import STATUSES
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -105,8 +104,6 @@ class Judgement:
 
 
 def _frame(records: list[Night]) -> pd.DataFrame:
-    import pandas as pd
-
     return pd.DataFrame([asdict(n) for n in records], columns=NIGHT_COLUMNS)
 
 
@@ -167,8 +164,6 @@ def env_changes(shown: pd.DataFrame) -> pd.DataFrame:
     """The environment keys (``versions.tensorflow``, ``device``, ``revision``,
     ``data.mnist5k`` ...) whose values differ across the given nights: one row
     per key, one column per night (its run id)."""
-    import pandas as pd
-
     flat = {
         row.run_id: {"revision": row.revision, **_flat(row.env)}
         for row in shown.itertuples(index=False)
@@ -293,8 +288,6 @@ def judge(
 ) -> Judgement:
     """Judge one night of ``history`` (default: the latest) against its baseline:
     the good nights before it that were not regressions (``baseline_of``)."""
-    import pandas as pd
-
     rules = rules or Rules()
     records = night_records(history)
     at = _pick(records, run_id)

@@ -14,15 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from analysis.cells import MIN_SUCCESS, cells
 from analysis.labels import label_series
 from harness.errors import ParamError
 from harness.store.records import TrialStatus
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 KEY = ["series", "optimizer", "variant", "lr"]
 # metric -> (cells column, words)
@@ -87,8 +87,6 @@ class NightCells:
 
 
 def _threshold(values: list[float], k: float, floor: float) -> dict[str, Any]:
-    import numpy as np
-
     if not values:
         return {"samples": 0, "median": math.nan, "mad": math.nan, "up": floor, "down": -floor}
     arr = np.asarray(values, dtype=float)
@@ -119,8 +117,6 @@ def noise(
     relative change against the median of the others (``cell`` scope: pooled
     over cells; ``all cells``: each night's median over cells), summarised by
     their median and scaled MAD, with the thresholds ``up`` and ``down``."""
-    import pandas as pd
-
     cells_of = cells_of or NightCells(history, rules.min_success)
     per_cell: dict[str, list[float]] = {m: [] for m in METRICS}
     per_night: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -147,8 +143,6 @@ def flip_shares(
     """Per cell (``KEY``), ``flip_share``: the share of baseline nights whose own
     outcome differs from the outcome of all baseline nights pooled. Empty with
     fewer than two baseline nights."""
-    import pandas as pd
-
     if len(baseline) < 2:
         return pd.DataFrame(columns=[*KEY, "flip_share"])
     cells_of = cells_of or NightCells(history, rules.min_success)

@@ -16,19 +16,26 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from analysis.display import num
 from analysis.labels import fmt_lr
 from analysis.nightly.compare import band_text
+from analysis.nightly.trend_plots import trend_figure
 from analysis.report.page import CSS
+from harness import __version__
+from harness.lazy import lazy
 from harness.store.location import child
 from harness.store.records import STATUSES
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import matplotlib.pyplot as plt
 
     from analysis.nightly.judge import Judgement, Night
     from analysis.nightly.noise import Rules
     from harness.store.history import History
+else:
+    plt = lazy("matplotlib.pyplot")
 
 REPORT = "report"
 HEADLINE = {
@@ -44,7 +51,6 @@ def _short(revision: str) -> str:
 
 def findings_display(findings: pd.DataFrame) -> pd.DataFrame:
     """The findings formatted for reading: kind, where, baseline, tonight, change."""
-    import pandas as pd
 
     def change(f: Any) -> str:
         if f.kind == "band":
@@ -85,8 +91,6 @@ def _count(n: int, noun: str) -> str:
 
 def bands_display(bands: pd.DataFrame) -> pd.DataFrame:
     """Each series' band in the baseline and tonight, formatted for reading."""
-    import pandas as pd
-
     text = band_text
     return pd.DataFrame(
         {
@@ -198,8 +202,6 @@ def _nights_display(nights: pd.DataFrame) -> pd.DataFrame:
 
 def page(judgement: Judgement, rules: Rules) -> str:
     """The HTML trend report."""
-    from harness import __version__
-
     night = judgement.night
     verdict = judgement.verdict
     css = verdict.replace(" ", "")
@@ -251,10 +253,6 @@ def page(judgement: Judgement, rules: Rules) -> str:
 
 def write(history: History, judgement: Judgement, rules: Rules) -> str:
     """Write ``<history>/report/``; returns the path of its ``index.html``."""
-    import matplotlib.pyplot as plt
-
-    from analysis.nightly.trend_plots import trend_figure
-
     index = child(history.root, REPORT, "index.html")
     fig = trend_figure(judgement)
     for ext in ("png", "svg"):

@@ -7,13 +7,23 @@ from typing import TYPE_CHECKING
 
 from analysis.labels import fmt_lr
 from analysis.plotkit import figure, log_y, marker_style
+from harness.lazy import lazy
 from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
+    import matplotlib.lines as mlines
+    import matplotlib.ticker as mticker
+    import matplotlib.transforms as mtransforms
     import pandas as pd
+    import seaborn as sns
     from matplotlib.figure import Figure
 
     from analysis.nightly.judge import Judgement
+else:
+    mlines = lazy("matplotlib.lines")
+    mticker = lazy("matplotlib.ticker")
+    mtransforms = lazy("matplotlib.transforms")
+    sns = lazy("seaborn")
 
 MISS_Y = 0.96  # misses sit on this line near the top of a panel (axes fraction)
 MAX_TICKS = 10  # night labels per axis, at most (always including tonight)
@@ -34,11 +44,6 @@ def trend_figure(judgement: Judgement) -> Figure:
     """Time (left) and steps (right) to target per night, one row per series,
     one line per LR. Nights that missed the target are marked at the top by
     outcome; tonight's regressions are ringed in red."""
-    import seaborn as sns
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FixedFormatter, FixedLocator
-    from matplotlib.transforms import blended_transform_factory
-
     trend = judgement.trend
     labels = night_labels(judgement.nights)
     position = {r: i for i, r in enumerate(judgement.nights["run_id"])}
@@ -55,7 +60,7 @@ def trend_figure(judgement: Judgement) -> Figure:
             (("time_median_s", "time", "time to target (s)"), ("steps_median", "steps", "steps"))
         ):
             ax = axes[row][col]
-            top = blended_transform_factory(ax.transData, ax.transAxes)
+            top = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
             for lr, points in mine.groupby("lr"):
                 x = points["run_id"].map(position)
                 # misses of different LRs on the same night sit side by side
@@ -98,18 +103,18 @@ def trend_figure(judgement: Judgement) -> Figure:
                 ax.set_ylim(values.min() / 1.3, values.max() * 1.8)
             ax.set_title(f"{name}: {title}", fontsize="medium")
             ax.set_xlim(-0.5, len(labels) - 0.5)
-            ax.xaxis.set_major_locator(FixedLocator(ticks))
-            ax.xaxis.set_major_formatter(FixedFormatter([labels[i] for i in ticks]))
+            ax.xaxis.set_major_locator(mticker.FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(mticker.FixedFormatter([labels[i] for i in ticks]))
             ax.tick_params(axis="x", labelrotation=30, labelsize="small")
             ax.axvline(tonight, color="0.6", lw=0.8, ls=":")
     handles = [
-        Line2D([], [], color=c, lw=2, marker="o", ms=4, label=fmt_lr(lr))
+        mlines.Line2D([], [], color=c, lw=2, marker="o", ms=4, label=fmt_lr(lr))
         for lr, c in colors.items()
     ]
-    handles.append(Line2D([], [], ls="none", label=""))
+    handles.append(mlines.Line2D([], [], ls="none", label=""))
     for outcome in MISSES:
         handles.append(
-            Line2D(
+            mlines.Line2D(
                 [],
                 [],
                 ls="none",
@@ -120,7 +125,7 @@ def trend_figure(judgement: Judgement) -> Figure:
             )
         )
     handles.append(
-        Line2D(
+        mlines.Line2D(
             [],
             [],
             ls="none",

@@ -9,14 +9,11 @@ so the report names those cells and shows each device's seconds per step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import pandas as pd
 
 from analysis.cells import CELL
 from analysis.labels import labelled
 from harness.store.records import TrialStatus
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DEVICE_COLUMNS = [
     "source",
@@ -54,8 +51,6 @@ def is_heterogeneous(trials: pd.DataFrame) -> bool:
 def mixed_cells(trials: pd.DataFrame) -> pd.DataFrame:
     """The cells (series and LR) whose reached trials ran on more than one
     device, with those devices: their median time to target mixes hardware."""
-    import pandas as pd
-
     rows = [
         {**dict(zip(CELL, key, strict=True)), "devices": "; ".join(sorted(devices))}
         for key, devices in _mixed_device_sets(_known(trials)).items()
@@ -68,8 +63,6 @@ def device_table(trials: pd.DataFrame) -> pd.DataFrame:
     reached, the median seconds per training step and its ratio to the
     source's fastest device (the hardware factor), the median time to target
     of its reached trials, and how many of the source's mixed cells it is in."""
-    import pandas as pd
-
     df = _known(trials)
     mixed = _mixed_device_sets(df)
     mixed_source = mixed.index.get_level_values("source")

@@ -8,12 +8,13 @@ import shlex
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
+from harness import __version__
 from harness.store.location import redact
 from harness.store.records import RunEntry
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from analysis.load import Results
     from harness.store.records import Manifest
 
@@ -239,8 +240,6 @@ def waiting_page(path: str, manifest: Manifest | None) -> str:
 
 def _footer() -> str:
     """The page's last line: lrbench's version and when the page was written."""
-    from harness import __version__
-
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     return f"<p><small>lrbench {__version__}, {stamp}</small></p></body></html>"
 
@@ -250,7 +249,6 @@ def _compute_saved(built: dict[str, pd.DataFrame]) -> list[str]:
     if "compute_saved" not in built:
         return []
     saved = built["compute_saved"]
-    import pandas as pd
 
     guard = built["guard"].set_index("source")
     lines = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from analysis.labels import fmt_lr
 from analysis.plotkit import (
     MARKERS,
@@ -18,11 +20,19 @@ from analysis.plotkit import (
     palette,
     title,
 )
+from harness.lazy import lazy
 from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
+    import matplotlib.lines as mlines
+    import matplotlib.patches as mpatches
     import pandas as pd
+    import seaborn as sns
     from matplotlib.figure import Figure
+else:
+    mlines = lazy("matplotlib.lines")
+    mpatches = lazy("matplotlib.patches")
+    sns = lazy("seaborn")
 
 DIVERGED_ROW = 1.45  # the diverged row sits this factor above the budget line (log y)
 NUDGE = 1.025  # per-series vertical offset of misses, a factor on the log axis
@@ -37,8 +47,6 @@ def valley_figure(
     shows the spread across seeds. Misses are drawn at the budget (or the step
     ceiling): ``budget`` there, ``diverged`` on a row just above it, each with its
     own marker, nudged apart per series so they don't hide each other."""
-    import numpy as np
-
     sources = list(dict.fromkeys(cells[rows]))
     colors = colors or palette(list(cells[lines]))
     fig, axes = figure(len(sources), 2)
@@ -183,19 +191,17 @@ def envelope_figure(env: pd.DataFrame, colors: dict | None = None) -> Figure:
         ax.set_ylabel("time to target (s)")
         where = " ".join(x for x in (source, variant) if x)
         ax.set_title(f"Envelope across optimizers{': ' + where if len(groups) > 1 else ''}")
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     handles = [
-        Line2D([], [], color="0.15", lw=1.4, label="fastest optimizer"),
-        Line2D([], [], color="0.45", ls="--", lw=1.2, label="slowest optimizer"),
-        Patch(color="0.85", label="range across optimizers"),
-        Line2D(
+        mlines.Line2D([], [], color="0.15", lw=1.4, label="fastest optimizer"),
+        mlines.Line2D([], [], color="0.45", ls="--", lw=1.2, label="slowest optimizer"),
+        mpatches.Patch(color="0.85", label="range across optimizers"),
+        mlines.Line2D(
             [], [], ls="none", marker="x", color="0.5", markersize=7, label="no optimizer reached"
         ),
-        Line2D([], [], ls="none", label=""),
+        mlines.Line2D([], [], ls="none", label=""),
     ] + [
-        Line2D([], [], ls="none", marker="o", color=c, markersize=8, label=f"fastest: {n}")
+        mlines.Line2D([], [], ls="none", marker="o", color=c, markersize=8, label=f"fastest: {n}")
         for n, c in colors.items()
         if n in set(env["fastest"])
     ]
@@ -229,17 +235,16 @@ def best_curves_figure(curves: pd.DataFrame, colors: dict | None = None) -> Figu
             ax.set_ylabel("accuracy")
             what = f"Each optimizer at its best LR, by {xlabel.split(' (')[0]}"
             ax.set_title(title(what, source, len(sources) > 1))
-    from matplotlib.lines import Line2D
 
     named = {
         f"{s} (lr {fmt_lr(lr)})": colors[s]
         for s, lr in dict.fromkeys(zip(curves["series"], curves["lr"], strict=True))
     }
-    handles = [Line2D([], [], color=c, lw=2, label=s) for s, c in named.items()] + [
-        Line2D([], [], ls="none", label=""),
-        Line2D([], [], color="0.3", lw=1.3, label="training accuracy (target metric)"),
-        Line2D([], [], color="0.3", ls="none", marker="o", label="validation accuracy"),
-        Line2D([], [], color="0.4", ls=":", label="target"),
+    handles = [mlines.Line2D([], [], color=c, lw=2, label=s) for s, c in named.items()] + [
+        mlines.Line2D([], [], ls="none", label=""),
+        mlines.Line2D([], [], color="0.3", lw=1.3, label="training accuracy (target metric)"),
+        mlines.Line2D([], [], color="0.3", ls="none", marker="o", label="validation accuracy"),
+        mlines.Line2D([], [], color="0.4", ls=":", label="target"),
     ]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
     return fig
@@ -248,8 +253,6 @@ def best_curves_figure(curves: pd.DataFrame, colors: dict | None = None) -> Figu
 def compare_figure(compare: pd.DataFrame) -> Figure:
     """Best time to target per series, one bar per source (labelled with its
     devices), for reports over several results directories."""
-    import seaborn as sns
-
     fig, axes = figure(1, 2, w=max(6.0, 0.9 * compare["series"].nunique() + 2))
     data = compare.assign(run=compare["source"] + "\n" + compare["devices"].fillna(""))
     for ax, (y, label) in zip(

@@ -9,15 +9,14 @@ varying axis); its points are its widths.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from analysis.cells import MIN_SUCCESS
 from analysis.labels import fmt_lr, optimizer_rank, setup_labels
 from harness.store.records import TrialStatus
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
 
 KEYS = ["source", "series", "optimizer", "lr"]
 # (column of scaling_points, label) of what is fitted against size
@@ -35,8 +34,6 @@ def scaling_points(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd
     finished seeds reached the target), and medians of ``time_to_target_s`` and
     ``steps_to_target`` (over the seeds that reached it) and of ``step_time_s``
     (over every finished seed)."""
-    import pandas as pd
-
     df = trials.copy()
     if "source" not in df.columns:
         df.insert(0, "source", df["sweep"])
@@ -78,8 +75,6 @@ def scaling_points(trials: pd.DataFrame, min_success: float = MIN_SUCCESS) -> pd
 def fit_linear(x: Any, y: Any) -> dict[str, float]:
     """Least-squares ``y = slope * x + intercept`` and its R² (NaN below 2 points;
     R² is NaN when y does not vary)."""
-    import numpy as np
-
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 2 or np.ptp(x) == 0:
         return {"slope": math.nan, "intercept": math.nan, "r2": math.nan}
@@ -94,8 +89,6 @@ def fit_linear(x: Any, y: Any) -> dict[str, float]:
 def fit_power(x: Any, y: Any) -> dict[str, float]:
     """Least-squares fit of ``log y = exponent * log x + log coefficient``: the
     exponent says how far from linear (1) the growth is. Needs positive values."""
-    import numpy as np
-
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = (x > 0) & (y > 0)
     x, y = x[keep], y[keep]
@@ -107,8 +100,6 @@ def fit_power(x: Any, y: Any) -> dict[str, float]:
 
 
 def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
-    import numpy as np
-
     total = float(np.sum((y - y.mean()) ** 2))
     return float(1 - np.sum((y - predicted) ** 2) / total) if total > 0 else math.nan
 
@@ -118,8 +109,6 @@ def scaling_fits(points: pd.DataFrame) -> pd.DataFrame:
     n_params): the linear fit (slope, intercept, R²) and the log-log fit
     (exponent, R²) over the widths that reached the target (step time: every
     width). Series with a single width are left out."""
-    import pandas as pd
-
     rows = []
     for key, group in points.groupby(KEYS, sort=False):
         if group["width"].nunique() < 2:

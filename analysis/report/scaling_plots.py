@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from analysis.plotkit import figure, log_y, palette
 from analysis.report.scaling import SIZES
+from harness.lazy import lazy
 from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
+    import matplotlib.lines as mlines
     import pandas as pd
     from matplotlib.figure import Figure
+else:
+    mlines = lazy("matplotlib.lines")
 
 
 def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
@@ -19,8 +25,6 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     fit, exponent in the legend), steps to target and seconds per step against
     width: one colour per optimizer and LR. Widths that missed the target are
     left out of the time and steps panels (and marked on the width axis)."""
-    import numpy as np
-
     keys = list(dict.fromkeys(zip(points["source"], points["series"], strict=True)))
     several = points["source"].nunique() > 1
     name = {
@@ -90,7 +94,6 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
             f"{ylabel.split(' (')[0].capitalize()} vs {SIZES[size]}"
             + (": log-log fit" if kind == "power" else ": linear fit")
         )
-    from matplotlib.lines import Line2D
 
     handles = []
     for key in keys:
@@ -104,12 +107,14 @@ def scaling_figure(points: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         e = float(f.iloc[0]["exponent"]) if len(f) else math.nan
         exp = "" if math.isnan(e) else f"  (time ~ weights^{e:.2f})"
         handles.append(
-            Line2D([], [], color=colors[name[key]], marker="o", ls="--", label=name[key] + exp)
+            mlines.Line2D(
+                [], [], color=colors[name[key]], marker="o", ls="--", label=name[key] + exp
+            )
         )
     handles += [
-        Line2D([], [], ls="none", label=""),
-        Line2D([], [], color="0.3", ls="--", label="least-squares fit"),
-        Line2D([], [], color="0.3", ls="none", marker="x", label="missed the target"),
+        mlines.Line2D([], [], ls="none", label=""),
+        mlines.Line2D([], [], color="0.3", ls="--", label="least-squares fit"),
+        mlines.Line2D([], [], color="0.3", ls="none", marker="x", label="missed the target"),
     ]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
     return fig

@@ -4,13 +4,12 @@ activation, LR schedule): pure functions on labelled trials."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
 
 from analysis.cells import MIN_SUCCESS, cells
 from analysis.labels import labelled, setup_labels
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def _default_score(row: pd.Series) -> int:
@@ -34,9 +33,6 @@ def valley_shifts(
     ``low_shift``/``high_shift`` move the band's edges, in decades. With
     ``curves``, ``initial_loss`` is the median loss at the first check (the loss
     scale). ``table`` is ``optimizer_table``'s."""
-    import numpy as np
-    import pandas as pd
-
     df = labelled(trials)
     first = df.drop_duplicates(["source", "series"]).set_index(["source", "series"])
     if curves is not None and len(curves):

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from analysis.labels import fmt_lr
 from analysis.plotkit import figure, legend, log_x, palette, plain, theme, title
+from harness.lazy import lazy
 from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
+    import matplotlib.colors as mcolors
+    import matplotlib.patches as mpatches
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as mticker
     import pandas as pd
     from matplotlib.figure import Figure
+else:
+    mcolors = lazy("matplotlib.colors")
+    mpatches = lazy("matplotlib.patches")
+    plt = lazy("matplotlib.pyplot")
+    mticker = lazy("matplotlib.ticker")
 
 # the colour of a cell that missed the target, by its outcome
 OUTCOME_COLORS = {
@@ -25,11 +37,6 @@ def success_map_figure(cells: pd.DataFrame) -> Figure:
     """Series x LR: reached cells coloured by median time to target (log scale),
     misses in a colour per outcome; with several seeds each cell shows its
     success rate (reached / finished)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.colors import ListedColormap, LogNorm
-    from matplotlib.patches import Patch
-
     theme()
     sources = list(dict.fromkeys(cells["source"]))
     lrs = sorted(cells["lr"].unique())
@@ -44,13 +51,13 @@ def success_map_figure(cells: pd.DataFrame) -> Figure:
     )
     times = cells.loc[cells["outcome"] == TrialStatus.REACHED.value, "time_median_s"]
     norm = (
-        LogNorm(vmin=max(times.min(), 1e-3), vmax=max(times.max(), 1e-3 * 1.01))
+        mcolors.LogNorm(vmin=max(times.min(), 1e-3), vmax=max(times.max(), 1e-3 * 1.01))
         if len(times)
-        else LogNorm(1e-3, 1)
+        else mcolors.LogNorm(1e-3, 1)
     )
     cmap = plt.get_cmap("viridis")
     kinds = list(OUTCOME_COLORS)
-    miss = ListedColormap([OUTCOME_COLORS[k] for k in kinds])
+    miss = mcolors.ListedColormap([OUTCOME_COLORS[k] for k in kinds])
     image = None
     for row, source in enumerate(sources):
         ax = axes[row][0]
@@ -107,16 +114,14 @@ def success_map_figure(cells: pd.DataFrame) -> Figure:
         what = f"Outcome by optimizer and learning rate\n({note})"
         ax.set_title(title(what, source, len(sources) > 1))
     if image is not None:
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
         bar = fig.colorbar(
             image, ax=[a[0] for a in axes], label="median time to target (s)", pad=0.01
         )
-        bar.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(plain))
-        bar.ax.yaxis.set_minor_formatter(NullFormatter())
+        bar.ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        bar.ax.yaxis.set_major_formatter(mticker.FuncFormatter(plain))
+        bar.ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     fig.legend(
-        handles=[Patch(color=OUTCOME_COLORS[k], label=k) for k in kinds],
+        handles=[mpatches.Patch(color=OUTCOME_COLORS[k], label=k) for k in kinds],
         loc="outside lower center",
         ncols=len(kinds),
         frameon=False,

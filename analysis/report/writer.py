@@ -20,17 +20,24 @@ from analysis.cells import MIN_SUCCESS, is_lr_sweep
 from analysis.display import display_tables
 from analysis.finder import finder_lrs
 from analysis.finder import suggest as F
+from analysis.finder.finder_plots import finder_figure
 from analysis.labels import label_series
-from analysis.load import NoTrialsYet, Results
+from analysis.load import NoTrialsYet, Results, source_labels
+from analysis.plotkit import palette
 from analysis.report import devices as D
+from analysis.report import plots, shifts, success_plots
 from analysis.report import scaling as S
-from analysis.report import shifts
 from analysis.report.page import FIGURES, page, waiting_page
+from analysis.report.scaling_plots import scaling_figure
+from harness.lazy import lazy
 from harness.store.records import TrialStatus
 
 if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
     import pandas as pd
     from matplotlib.figure import Figure
+else:
+    plt = lazy("matplotlib.pyplot")
 
 
 @dataclass(frozen=True)
@@ -154,9 +161,6 @@ def build_figures(
     """Every figure of the report that ``figure_plan`` says can be drawn, by name:
     the valley figures when some optimizer ran several LRs (``success_rate`` only
     with repeats), ``compare`` with several sources, ``scaling`` with several widths."""
-    from analysis.plotkit import palette
-    from analysis.report import plots, success_plots
-
     cells = built["cells"]
     colors = palette(list(cells["series"]))
     names, _ = figure_plan(results, built, min_success)
@@ -183,12 +187,8 @@ def build_figures(
     if "compare" in names:
         figures["compare"] = plots.compare_figure(built["compare"])
     if "scaling" in names:
-        from analysis.report.scaling_plots import scaling_figure
-
         figures["scaling"] = scaling_figure(built["scaling_points"], built["scaling_fits"])
     if "finder" in names and results.finder is not None:
-        from analysis.finder.finder_plots import finder_figure
-
         figures["finder"] = finder_figure(results.finder, built["finder"])
     return figures
 
@@ -196,8 +196,6 @@ def build_figures(
 def default_out(paths: list[str]) -> str:
     """``DIR/report`` for one local results directory; ``DIR/report-vs-<others>``
     for several; under ``results/`` for a URI."""
-    from analysis.load import source_labels
-
     labels = source_labels(paths)
     first = paths[0]
     base = first if "://" not in first else os.path.join("results", labels[0].replace("/", "-"))
@@ -226,8 +224,6 @@ def write_report(
     formats: tuple[str, ...] = ("png", "svg"),
 ) -> Report:
     """Write the report folder ``out`` (figures, tables, index.html)."""
-    import matplotlib.pyplot as plt
-
     built = build_tables(results, min_success)
     shown = display_tables(built)
     os.makedirs(os.path.join(out, "figures"), exist_ok=True)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import DataError
 from harness.grid.resolved import ResolvedGrid
 from harness.grid.schedules import schedule_label
 from harness.grid.specs import Fixed, FromBest, FromFinder, GridSpec
+from harness.sweep.driver import check_data
+from harness.trial.data import load_grid_data
+from harness.trial.models import DataShape
+from harness.trial.optcheck import BackgroundCheck
 
 if TYPE_CHECKING:
     from harness.grid.growth import GridChange
@@ -130,12 +135,6 @@ def problem_lines(grid: GridSpec, data_dir: str | None = None, build: bool = Tru
     process never imports TensorFlow. A built-in dataset that is not on this
     machine is said so on its line; a user's data or model that fails its
     check is a GridError. Without ``build``, only the data are described."""
-    from harness.errors import DataError
-    from harness.sweep.driver import check_data
-    from harness.trial.data import load_grid_data
-    from harness.trial.models import DataShape
-    from harness.trial.optcheck import BackgroundCheck
-
     check = BackgroundCheck.start(grid) if build else None
     try:
         lines, shapes, loaded, seen = [], [], {}, set()

@@ -18,6 +18,9 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+from pyarrow import fs
+
 from harness.errors import ParamError, StoreError
 from harness.store.location import Location, to_pandas, without
 from harness.store.records import NightInfo
@@ -47,8 +50,6 @@ class History(Location):
         that is corrupt or misplaced is set aside (``Location.set_aside``:
         moved to ``quarantine/`` under the lock, else skipped); one of another
         schema is an error naming it."""
-        import pyarrow as pa
-
         self.files()  # a stray or misplaced file is moved aside before anything is read
         table = self.read_dataset(
             NIGHTS, history_schema(), partition=pa.schema([("date", pa.string())])
@@ -58,8 +59,6 @@ class History(Location):
     def files(self) -> list[str]:
         """Paths of the committed run files; any other file below ``nights/`` is
         set aside (``Location.set_aside``)."""
-        from pyarrow import fs
-
         found = []
         for info in self.entries(NIGHTS, recursive=True):
             name = posixpath.basename(info.path)
@@ -102,8 +101,6 @@ class History(Location):
     ) -> str:
         """Commit one run: its trial rows (``Store.read_trials()``) with the
         night's columns (``history_schema`` less ``date``), as one new file."""
-        import pyarrow as pa
-
         name = posixpath.join(NIGHTS, f"date={date}", f"{run_id}.parquet")
         if self.has(name):
             raise StoreError(f"{self.shown(name)}: already committed; nights are never rewritten")
@@ -118,8 +115,6 @@ class History(Location):
         self.write_json(posixpath.join(RUNS, info.run_id, RUN_INFO), info.to_json())
 
     def _run_dirs(self) -> list[str]:
-        from pyarrow import fs
-
         return sorted(
             posixpath.basename(info.path)
             for info in self.entries(RUNS)

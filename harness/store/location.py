@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import posixpath
 import re
 import sys
@@ -28,6 +29,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import StoreError, StoreUnreachable, one_line
+from harness.lazy import lazy
+from harness.store.locking import hold
 from harness.store.schemas import check_schema
 
 if TYPE_CHECKING:
@@ -35,6 +38,16 @@ if TYPE_CHECKING:
 
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+else:
+    # the CLI imports this module at start-up: pandas and pyarrow load on first use
+    pd = lazy("pandas")
+    pa = lazy("pyarrow")
+    ds = lazy("pyarrow.dataset")
+    pq = lazy("pyarrow.parquet")
+    fs = lazy("pyarrow.fs")
 
 T = TypeVar("T")
 
@@ -99,10 +112,6 @@ def child(out: str, *parts: str) -> str:
 
 def filesystem(out: str) -> tuple[Any, str]:
     """A pyarrow filesystem and the root path in it, for a local path or a URI."""
-    import os
-
-    from pyarrow import fs
-
     if "://" in out:
         try:
             return fs.FileSystem.from_uri(out)
@@ -169,8 +178,6 @@ class Location:
         return self.retrying(f"looking up {self._relative(path)}", lambda: self._exists(path))
 
     def _exists(self, path: str) -> bool:
-        from pyarrow import fs
-
         return self.fs.get_file_info(path).type != fs.FileType.NotFound
 
     def has(self, name: str) -> bool:
@@ -202,7 +209,6 @@ class Location:
         """fsync a local file or directory; object stores commit on close."""
         if self.fs.type_name != "local":
             return
-        import os
 
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -216,8 +222,6 @@ class Location:
         so that a second process aimed at it stops at once instead of doing the
         same work and racing on the manifest and the compacted parts. Only a
         holder of the lock moves corrupt files aside (``writing``)."""
-        from harness.store.locking import hold
-
         with hold(self, what):
             self.writing = True
             try:
@@ -231,8 +235,6 @@ class Location:
 
     def write_parquet(self, name: str, table: pa.Table) -> None:
         """Write ``table`` as the Parquet file ``name``, atomically."""
-        import pyarrow.parquet as pq
-
         self.atomic_write(self.path(name), lambda sink: pq.write_table(table, sink))
 
     def read_bytes(self, name: str) -> bytes | None:
@@ -270,8 +272,6 @@ class Location:
         return self.retrying(f"listing {folder}/", lambda: self._entries(folder, recursive))
 
     def _entries(self, folder: str, recursive: bool = False) -> list[Any]:
-        from pyarrow import fs
-
         selector = fs.FileSelector(self.path(folder), recursive=recursive, allow_not_found=True)
         try:
             return list(self.fs.get_file_info(selector))
@@ -321,16 +321,12 @@ class Location:
         partition: pa.Schema | None,
         keep: Callable[[str], bool] | None,
     ) -> pa.Table:
-        import pyarrow as pa
-        import pyarrow.dataset as ds
-        from pyarrow.fs import FileType
-
         path = self.path(folder)
         partitioning = ds.partitioning(partition, flavor="hive") if partition else None
         in_files = without(schema, partition.names if partition else [])
         files = []
         for info in self._entries(folder, recursive=True):
-            if info.type != FileType.File or info.base_name.startswith((".", "_")):
+            if info.type != fs.FileType.File or info.base_name.startswith((".", "_")):
                 continue  # folders, and temporary files of writes in progress
             if keep is not None and not keep(info.base_name):
                 continue
@@ -375,9 +371,6 @@ class Location:
     def _footer(self, path: str) -> pa.Schema | None:
         """A file's Parquet schema; None when its bytes are not Parquet (the file
         is then set aside). An I/O error propagates, to be tried again."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         try:
             with self.fs.open_input_file(path) as f:
                 return pq.read_schema(f)
@@ -408,9 +401,6 @@ class Location:
         when every file reads (the failure was I/O). A file that fails is read
         into memory and decoded there, so that only a decoding error, never a
         network fault, makes it corrupt."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         for fragment in dataset.get_fragments():
             try:
                 fragment.to_table()
@@ -475,8 +465,6 @@ def transient(exc: OSError) -> bool:
 
 def without(schema: pa.Schema, names: list[str]) -> pa.Schema:
     """``schema`` less the named columns."""
-    import pyarrow as pa
-
     return pa.schema([f for f in schema if f.name not in names])
 
 
@@ -484,8 +472,6 @@ def to_table(
     rows: list[dict[str, Any]], schema: pa.Schema, metadata: dict[bytes, bytes]
 ) -> pa.Table:
     """Rows (``records.to_columns``) as an Arrow table of ``schema`` with ``metadata``."""
-    import pyarrow as pa
-
     table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
     return table.replace_schema_metadata(metadata)
 
@@ -493,7 +479,4 @@ def to_table(
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as a DataFrame; nullable integers stay integers
     (``steps_to_target`` is null unless reached)."""
-    import pandas as pd
-    import pyarrow as pa
-
     return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

@@ -11,7 +11,10 @@ names its holder (pid, host, command) for the message a refused run prints.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import socket
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -38,7 +41,6 @@ def hold(loc: Location, what: str) -> Iterator[None]:
         with _leased(loc, what):
             yield
         return
-    import os
 
     created = not os.path.isdir(loc.root)
     try:
@@ -64,9 +66,6 @@ def _flock(loc: Location, path: str, what: str) -> int:
     it, so a process that opened the old file before then finds, once it gets
     the lock, that the path no longer names what it locked, and tries again on
     the new file."""
-    import fcntl
-    import os
-
     for _ in range(20):
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -147,8 +146,6 @@ def _in_use(loc: Location, holder: dict[str, Any] | None, remove: bool = False) 
 
 
 def _host() -> str:
-    import socket
-
     return socket.gethostname()
 
 
@@ -164,8 +161,6 @@ def _start(pid: int) -> str | None:
 
 def _holding(what: str, token: str | None = None) -> str:
     """The JSON a lock holder writes: who it is, so that a refused run can say."""
-    import os
-
     pid = os.getpid()
     mine = {"pid": pid, "host": _host(), "start": _start(pid), "what": what}
     return json.dumps({**mine, "token": token} if token else mine)
@@ -183,8 +178,6 @@ def _holder(raw: bytes) -> dict[str, Any] | None:
 def _alive(holder: dict[str, Any]) -> bool:
     """Whether the process that wrote a lock still runs. One on another host
     cannot be checked and counts as alive."""
-    import os
-
     if holder.get("host") != _host():
         return True
     pid = holder.get("pid")

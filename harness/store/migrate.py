@@ -26,6 +26,9 @@ import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
+from pyarrow import fs
+
 from harness.errors import one_line
 from harness.store.location import Location, without
 from harness.store.schemas import (
@@ -110,8 +113,6 @@ def _datasets(loc: Location) -> list[tuple[str, pa.Schema]]:
     """The dataset folders below ``loc`` (relative paths) and their files'
     schema: a results directory's, a history's ``nights/``, and those of each
     run's results directory under ``runs/``."""
-    from pyarrow import fs
-
     results = {TRIALS: trials_schema(), CURVES: curves_schema(), FINDER: finder_schema()}
     runs = sorted(
         posixpath.join(RUNS, info.base_name)
@@ -126,8 +127,6 @@ def _datasets(loc: Location) -> list[tuple[str, pa.Schema]]:
 def _files(loc: Location) -> Iterator[tuple[str, pa.Schema]]:
     """Each Parquet file of each dataset folder (relative path) and its schema;
     temporary files of writes in progress and stray files are not ours to touch."""
-    from pyarrow import fs
-
     prefix = loc.root.rstrip("/") + "/"
     for folder, schema in _datasets(loc):
         for info in sorted(loc.entries(folder, recursive=True), key=lambda i: i.path):
@@ -150,8 +149,6 @@ def _is_current(found: pa.Schema, schema: pa.Schema) -> bool:
 
 def _footer(loc: Location, name: str) -> pa.Schema | str:
     """A file's schema from its footer, or why it cannot be read."""
-    import pyarrow.parquet as pq
-
     try:
         with loc.fs.open_input_file(loc.path(name)) as f:
             return pq.read_schema(f)
@@ -161,8 +158,6 @@ def _footer(loc: Location, name: str) -> pa.Schema | str:
 
 def _table(loc: Location, name: str) -> pa.Table | str:
     """A file's rows, or why they cannot be read."""
-    import pyarrow.parquet as pq
-
     try:
         with loc.fs.open_input_file(loc.path(name)) as f:
             return pq.read_table(f)

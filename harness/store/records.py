@@ -14,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from harness.grid.resolved import ResolvedGrid
+from harness.grid.schedules import schedule_label
 from harness.grid.specs import SETUP_FIELDS, FinderSpec, Setup, kwargs_json
 
 if TYPE_CHECKING:
@@ -135,8 +136,6 @@ class TrialRecord(Setup):
     def from_spec(cls, spec: TrialSpec, status: TrialStatus, **measured: Any) -> TrialRecord:
         """A record of ``spec``'s setup, LR, stop rule and schedule, with the
         status and the measured fields."""
-        from harness.grid.schedules import schedule_label
-
         stop = spec.stop
         return cls(
             **{name: getattr(spec, name) for name in SETUP_FIELDS},

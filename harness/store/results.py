@@ -39,7 +39,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from harness.errors import StoreError
+from harness.grid.growth import GridChange, compare
 from harness.store.location import FILENAME, Location, redact_json, to_pandas, to_table
 from harness.store.migrate import migrate
 from harness.store.records import FinderOutcome, Manifest, RunEntry, TrialOutcome, TrialStatus
@@ -55,9 +60,7 @@ from harness.store.schemas import (
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
-    from harness.grid.growth import GridChange
     from harness.grid.resolved import ResolvedGrid
 
 MANIFEST = "manifest.json"
@@ -109,8 +112,6 @@ class Store(Location):
         return self._checked(grid)[1]
 
     def _checked(self, grid: ResolvedGrid) -> tuple[Manifest | None, GridChange | None]:
-        from harness.grid.growth import GridChange, compare
-
         manifest = self.read_manifest()
         if manifest is None:
             if self.has(TRIALS):
@@ -206,8 +207,6 @@ class Store(Location):
         Each trial's curve comes from the file that holds its stored row
         (``_newest``): a curve with no row (a kill between the two writes) or
         an older copy's is left out. ``trial_ids``: only these trials."""
-        import pyarrow.compute as pc
-
         rows = self._newest(["trial_id"])
         if trial_ids is not None:
             rows = rows.filter(_ids_mask(rows, set(trial_ids)))
@@ -317,8 +316,6 @@ class Store(Location):
         )
         if table.num_rows == len(table.column("trial_id").unique()):
             return 0
-        import pyarrow.compute as pc
-
         kept = pc.is_in(_file_keys(table), value_set=_file_keys(newest(table)))
         older = table.filter(pc.invert(kept))
         by_file: dict[str, set[str]] = {}
@@ -412,9 +409,6 @@ def newest(table: pa.Table) -> pa.Table:
     """``table``'s rows (with ``trial_id``, ``started_at`` and ``FILENAME``),
     one per trial: the latest ``started_at`` (no time counts as oldest); on a
     tie, a compacted part over a per-trial file, then the first file by name."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     ids = table.column("trial_id")
     if table.num_rows == len(ids.unique()):
         return table
@@ -439,8 +433,6 @@ def _base_names(paths: pa.ChunkedArray) -> pa.Array:
     """Each path's file name, without its folder: a trial's curve pairs with
     its row when both come from files of one name. A column of a few distinct
     paths repeated (one per file) is worked on once per distinct path."""
-    import pyarrow.compute as pc
-
     encoded = pc.dictionary_encode(paths).combine_chunks()
     names = pc.replace_substring_regex(encoded.dictionary, pattern=".*/", replacement="")
     return pc.take(names, encoded.indices)
@@ -448,8 +440,6 @@ def _base_names(paths: pa.ChunkedArray) -> pa.Array:
 
 def _file_keys(table: pa.Table) -> pa.Array:
     """Each row's file name and trial id, as one key (``_base_names``)."""
-    import pyarrow.compute as pc
-
     names = _base_names(table.column(FILENAME))
     return pc.binary_join_element_wise(names, table.column("trial_id"), "\x00")
 
@@ -457,9 +447,6 @@ def _file_keys(table: pa.Table) -> pa.Array:
 def _ids_mask(table: pa.Table, ids: set[str], keep: bool = True) -> pa.Array:
     """A row mask of ``table``: its rows of the trials ``ids`` (or, ``keep``
     False, every other row)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     mask = pc.is_in(table.column("trial_id"), value_set=pa.array(sorted(ids), pa.string()))
     return mask if keep else pc.invert(mask)
 
@@ -475,7 +462,5 @@ def _stem(name: str) -> str:
 
 def read_grid_metadata(path: str) -> dict[str, Any]:
     """The grid JSON stored in a results Parquet file's schema metadata."""
-    import pyarrow.parquet as pq
-
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(GRID_METADATA_KEY, b"{}"))

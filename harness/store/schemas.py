@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import StoreError
 from harness.grid.specs import FinderParams, Setup
+from harness.lazy import lazy
 from harness.store.records import OUTCOME_PARTS, CurvePoint, FinderOutcome, FinderPoint, TrialRecord
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    # the CLI imports this module at start-up: pyarrow loads on first use
+    pa = lazy("pyarrow")
+    pc = lazy("pyarrow.compute")
 
 GRID_METADATA_KEY = b"lrbench.grid"
 SCHEMA_METADATA_KEY = b"lrbench.schema"
@@ -58,9 +64,6 @@ FILLS: dict[str, Any] = {
 def fill_added(table: pa.Table) -> pa.Table:
     """``table`` with the nulls of its ``FILLS`` columns (an older file's rows,
     read with the current schema) replaced by their fill value."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     for name, value in FILLS.items():
         if name in table.column_names:
             i = table.column_names.index(name)
@@ -74,8 +77,6 @@ def fill_added(table: pa.Table) -> pa.Table:
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` (an older file's rows) as a file of ``schema``: its columns in
     order and type, a column it lacks filled (``FILLS``) or null, its metadata kept."""
-    import pyarrow as pa
-
     arrays = [
         table.column(f.name).cast(f.type)
         if f.name in table.column_names
@@ -94,8 +95,6 @@ _ARROW_OVERRIDES = {"started_at": "timestamp", "run_started_at": "timestamp"}
 
 def arrow_type(name: str, annotation: str) -> pa.DataType:
     """The Arrow type of a record field, from its name and annotation text."""
-    import pyarrow as pa
-
     kind = _ARROW_OVERRIDES.get(name)
     if kind == "timestamp":
         return pa.timestamp("us", tz="UTC")
@@ -106,8 +105,6 @@ def arrow_type(name: str, annotation: str) -> pa.DataType:
 def columns(*parts: Any, first: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> pa.Schema:
     """A schema from dataclasses' fields, in order (``first`` leading, ``skip``
     left out, a name only once)."""
-    import pyarrow as pa
-
     found: dict[str, pa.DataType] = {}
     for part in parts:
         for f in fields(part):
@@ -130,8 +127,6 @@ def curves_schema() -> pa.Schema:
 def finder_schema() -> pa.Schema:
     """Column names and types of the ``finder`` dataset (LR range tests): the
     setup, the ramp, the outcome and one update per row."""
-    import pyarrow as pa
-
     schema = columns(Setup, FinderParams, FinderOutcome, FinderPoint, skip=OUTCOME_PARTS)
     return pa.schema([pa.field("finder_id", pa.string()), *schema])
 
@@ -152,15 +147,11 @@ class NightColumns:
 def history_schema() -> pa.Schema:
     """Column names and types of the nightly ``history`` dataset: the night's
     columns, then every ``trials`` column."""
-    import pyarrow as pa
-
     return pa.schema([*columns(NightColumns), *trials_schema()])
 
 
 def check_schema(path: str, found: pa.Schema, expected: pa.Schema) -> None:
     """Refuse a file written with another results schema, naming what differs."""
-    import pyarrow as pa
-
     meta = found.metadata or {}
     raw = meta.get(SCHEMA_METADATA_KEY, b"1")
     version = int(raw) if raw.isdigit() else 1

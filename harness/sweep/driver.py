@@ -20,12 +20,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from harness import userref
 from harness.errors import FatalError, GridError, LrbenchError, one_line
 from harness.grid.resolved import ResolvedGrid
 from harness.grid.specs import GridSpec, TrialSpec
+from harness.lazy import lazy
 from harness.rules.frontier import Cell, Guard, Recheck, series_of
 from harness.store.migrate import migrate
 from harness.store.records import TrialOutcome, TrialRecord, TrialStatus
@@ -35,9 +39,21 @@ from harness.trial.data import Dataset, load_grid_data
 from harness.trial.models import DataShape
 from harness.trial.optcheck import BackgroundCheck
 from harness.trial.quiet import QUIET_ENV
+from harness.trial.train import run_trial
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import ray
+    from ray import _raylet as raylet  # a Cython module
+    from ray import tune
+    from ray.tune import search
+
+    from harness.sweep import progress as sweep_progress
+else:
+    ray = lazy("ray")
+    raylet = lazy("ray._raylet")
+    tune = lazy("ray.tune")
+    search = lazy("ray.tune.search")
+    sweep_progress = lazy("harness.sweep.progress")  # a Ray Tune callback: imports Ray
 
 # Environment for trial workers: quiet TensorFlow, and TensorFlow's GPU memory
 # growth so trials sharing a GPU don't each grab all of it.
@@ -101,11 +117,6 @@ def _trainable(
     reported, not raised: raised, Ray Tune would retrain the trial up to
     ``max_failures`` times; reported, ``_FatalStop`` ends the sweep at once.
     """
-    import ray
-    from ray import tune
-
-    from harness.trial.train import run_trial
-
     run = runner or run_trial
     if builders:
         _shipped_modules_first()
@@ -141,8 +152,6 @@ def _shipped_modules_first() -> None:
     driver's working directory first on every worker's path, so a node with a
     checkout at that path would import its own, maybe older, copy of the
     user's package instead of the one shipped (and fingerprinted)."""
-    from pathlib import Path
-
     userref.add_to_path(
         p
         for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -162,9 +171,8 @@ STOPPED = {"signal": 0}
 def _fatal_stopper() -> Any:
     """A Ray Tune stopper that ends the whole sweep on a trial's ``FATAL`` report
     (and keeps its message), or after Ctrl-C or SIGTERM (``STOPPED``)."""
-    from ray.tune import Stopper
 
-    class _FatalStop(Stopper):
+    class _FatalStop(tune.Stopper):
         def __init__(self) -> None:
             self.message: str | None = None
 
@@ -231,9 +239,8 @@ def _guard_search(guard: Guard, progress: Any) -> Any:
     """A Ray Tune searcher that hands out the trials of ``guard`` (the grid's
     pending trials, then the frontier guard's rechecks as each series
     finishes) and tells it how each ended; ``progress`` grows with the rechecks."""
-    from ray.tune.search import Searcher
 
-    class _GuardSearch(Searcher):
+    class _GuardSearch(search.Searcher):
         def __init__(self) -> None:
             super().__init__()
             self.ours: dict[str, str] = {}  # Tune's trial id -> lrbench's
@@ -241,7 +248,7 @@ def _guard_search(guard: Guard, progress: Any) -> Any:
         # Tune's own annotation leaves out the Searcher.FINISHED it documents
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
             if guard.finished:
-                return Searcher.FINISHED
+                return search.Searcher.FINISHED
             picked = guard.next()
             if picked is None:
                 return None  # waiting for a series to finish
@@ -272,8 +279,6 @@ def stored_cells(
 ) -> tuple[dict[str, Cell], dict[str, Recheck]]:
     """The frontier guard's view of the grid's stored trials: their cells (all
     but ``error`` rows, which run again) and where the pruned ones stopped."""
-    import pandas as pd
-
     rows = store.verdicts()
     specs = {t.trial_id: t for t in trials}
     rows = rows[rows["trial_id"].isin(specs.keys()) & (rows["status"] != TrialStatus.ERROR.value)]
@@ -310,8 +315,6 @@ def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[st
     while it starts goes to the caller's too. Returns True when this call
     started Ray (so the caller shuts it down).
     """
-    import ray
-
     if ray.is_initialized():
         return False
     given = "--address" if address else "RAY_ADDRESS"
@@ -340,8 +343,6 @@ def init_ray(address: str | None, verbose: bool = False, py_modules: Sequence[st
 
 def _start_ray(address: str | None, given: str, verbose: bool, py_modules: Sequence[str]) -> None:
     """``ray.init`` for ``init_ray``: join ``address``, else start embedded Ray."""
-    import ray
-
     kwargs: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": "INFO" if verbose else "ERROR",
@@ -381,8 +382,6 @@ def _token_auth() -> None:
     it is overridden, with a note, rather than refused. Ray reads the token
     from ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``,
     which it writes on first use; its workers inherit the mode from here."""
-    from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython module
-
     mode = os.environ.get(AUTH_MODE)
     if mode is not None and mode.strip().lower() != "token":
         print(
@@ -393,7 +392,7 @@ def _token_auth() -> None:
     os.environ[AUTH_MODE] = "token"
     # Ray's config may have read the mode already (an earlier Ray in this
     # process): read it again, as Ray does when it turns token mode on itself
-    Config.initialize("")
+    raylet.Config.initialize("")  # type: ignore[attr-defined]
 
 
 def check_data(grid: GridSpec, data: dict[str, Dataset]) -> None:
@@ -511,8 +510,6 @@ def check_unchanged(
 def check_resources(grid: GridSpec) -> None:
     """Refuse per-trial CPUs or GPUs that no live Ray node has: Tune would wait
     for them forever."""
-    import ray
-
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     for key, label, need in (
         ("cpus", "CPU", grid.resources.cpus),
@@ -532,8 +529,6 @@ def check_resources(grid: GridSpec) -> None:
 
 def trial_slots(grid: GridSpec) -> int:
     """How many of ``grid``'s trials the live Ray cluster runs at once (at least 1)."""
-    import ray
-
     total = ray.cluster_resources()
     slots = total.get("CPU", 1.0) / grid.resources.cpus if grid.resources.cpus else 1.0
     if grid.resources.gpus:
@@ -542,8 +537,6 @@ def trial_slots(grid: GridSpec) -> int:
 
 
 def _cluster_info() -> dict[str, Any]:
-    import ray
-
     nodes = [
         {"host": n.get("NodeManagerHostname"), "resources": n.get("Resources", {})}
         for n in ray.nodes()
@@ -616,17 +609,13 @@ def _run_locked(
     started_ray = init_ray(address, verbose, shipped_modules(spec))
     restore = _catch_stop_signals()
     try:
-        from ray import tune
-
-        from harness.sweep.progress import SweepProgress
-
         check_resources(spec)
         # the searcher hands out trials one by one (no copy of the grid per
         # trial, as tune.grid_search makes); let Tune keep as many pending as
         # the cluster can run at once, so that every worker starts without
         # waiting for the next trial to be created
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING or str(trial_slots(spec))
-        progress = SweepProgress(
+        progress = sweep_progress.SweepProgress(
             len(trials) + guard.rechecks, stored, Counter(c.status for c in cells.values())
         )
         fatal = _fatal_stopper()
@@ -686,8 +675,6 @@ def _run_locked(
         _record_worker_failures(store, results)
     finally:
         if started_ray:
-            import ray
-
             ray.shutdown()
         restore()  # once Ray is down: a signal while it stops is caught too
     if STOPPED["signal"]:

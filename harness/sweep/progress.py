@@ -8,7 +8,17 @@ from collections import Counter
 from typing import Any
 
 from ray.tune import Callback
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from harness.grid.schedules import schedule_label
+from harness.grid.specs import is_constant
 from harness.store.records import TrialStatus
 
 
@@ -31,15 +41,6 @@ class SweepProgress(Callback):
 
     def setup(self, **info: Any) -> None:  # type: ignore[override]  # Tune passes keywords
         if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
             self._progress = Progress(
                 TextColumn("sweep"),
                 BarColumn(),
@@ -100,9 +101,6 @@ class SweepProgress(Callback):
 
 def _describe(trial: Any) -> str:
     """``optimizer lr=... [schedule] model`` of a Ray Tune trial, for the progress output."""
-    from harness.grid.schedules import schedule_label
-    from harness.grid.specs import is_constant
-
     spec = trial.config.get("trial", {})
     schedule = spec.get("schedule")
     text = f"{spec.get('optimizer')} lr={spec.get('lr'):g}"

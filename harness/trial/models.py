@@ -7,8 +7,8 @@ built-in models are builders registered under their names (``BUILDERS``); a
 grid names a user's builder by reference (``module:function``, see
 ``harness.userref``), and both are built by ``build_model``. Every built-in
 model takes a ``width`` multiplier; each family's docstring says what it
-scales. Keras is imported inside the functions so that importing this module
-stays cheap.
+scales. Keras is imported on first use (``harness.lazy``), so that importing this
+module (as loading a grid does) stays cheap.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from harness import userref
 from harness.errors import GridError, last_line
-from harness.grid.specs import OPTIMIZER_CLASSES, OPTIMIZER_DEFAULTS
+from harness.grid.specs import OPTIMIZER_CLASSES, OPTIMIZER_DEFAULTS, ModelRef
+from harness.lazy import lazy
 from harness.trial.data import NUM_CLASSES
 from harness.trial.quiet import import_keras_quietly
 
@@ -27,9 +31,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import keras
+    from keras import layers
 
-    from harness.grid.specs import ModelRef, ModelSpec, OptimizerSpec
+    from harness.grid.specs import ModelSpec, OptimizerSpec
     from harness.trial.data import Dataset
+else:
+    keras = lazy("keras", before=import_keras_quietly)
+    layers = lazy("keras.layers", before=import_keras_quietly)
 
 Shape = tuple[int, ...]
 
@@ -61,8 +69,6 @@ def tutorial_cnn(
     width: float, input_shape: Shape = INPUT_SHAPE, num_classes: int = NUM_CLASSES
 ) -> keras.Model:
     """TensorFlow's tutorial CNN (about 3.27M weights); width scales the conv filters."""
-    from keras import layers
-
     conv1, conv2 = SCALED_UNITS["tutorial_cnn"]
     return _sequential(
         "tutorial_cnn",
@@ -87,8 +93,6 @@ def tiny_cnn(
 
     Width scales the conv filters (4, 8) and the hidden dense units (14).
     """
-    from keras import layers
-
     conv1, conv2, dense = SCALED_UNITS["tiny_cnn"]
     return _sequential(
         "tiny_cnn",
@@ -109,8 +113,6 @@ def keras_cnn(
     width: float, input_shape: Shape = INPUT_SHAPE, num_classes: int = NUM_CLASSES
 ) -> keras.Model:
     """The Keras-examples MNIST CNN; width scales the conv filters and dense units."""
-    from keras import layers
-
     conv1, conv2, dense = SCALED_UNITS["keras_cnn"]
     return _sequential(
         "keras_cnn",
@@ -138,8 +140,6 @@ def mlp(
     output_activation: str = "softmax",
 ) -> keras.Model:
     """Flatten, Dense(hidden * width), Dense(num_classes); width scales the hidden units."""
-    from keras import layers
-
     return _sequential(
         "mlp",
         input_shape,
@@ -152,8 +152,6 @@ def mlp(
 
 
 def _sequential(name: str, input_shape: Shape, body: list[Any]) -> keras.Model:
-    import keras
-
     return keras.Sequential([keras.Input(tuple(input_shape)), *body], name=name)
 
 
@@ -168,8 +166,6 @@ def small_resnet(
     BatchNorm, a projection shortcut where the stage halves the resolution),
     global average pooling and a softmax. Width scales every stage's filters
     (16, 32, 64); depth 2 is about 0.17M weights at width 1."""
-    import keras
-    from keras import layers
 
     def block(x: Any, filters: int, stride: int) -> Any:
         y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
@@ -217,7 +213,6 @@ def builder(ref: ModelRef, dirs: Sequence[str] = ()) -> Callable[..., Any]:
     user's by its reference (imported with ``dirs`` on the path)."""
     if not ref.builder:
         return BUILDERS[ref.name]
-    from harness import userref
 
     return userref.resolve(ref.builder, dirs)
 
@@ -263,18 +258,14 @@ def output_activation(model: keras.Model) -> str:
 
 def optimizer_class(name: str) -> Any:
     """The Keras optimizer class behind a grid name (``gd`` and ``momentum`` are SGD)."""
-    import keras
-
     return getattr(keras.optimizers, OPTIMIZER_CLASSES[name])
 
 
 def optimizer_keywords(name: str) -> set[str]:
     """Keyword arguments the named optimizer accepts, besides ``learning_rate``."""
-    from keras.optimizers import Optimizer
-
     cls = optimizer_class(name)
     names = set(inspect.signature(cls.__init__).parameters)
-    names |= set(inspect.signature(Optimizer.__init__).parameters)
+    names |= set(inspect.signature(keras.optimizers.Optimizer.__init__).parameters)
     return names - {"self", "args", "kwargs", "learning_rate"}
 
 
@@ -304,8 +295,6 @@ def check_optimizers(source: str, optimizers: Sequence[OptimizerSpec]) -> None:
 
 def _try_optimizer(name: str, kwargs: dict[str, Any]) -> str | None:
     """Why Keras cannot build the optimizer and apply one update with it, or None."""
-    import keras
-
     try:
         optimizer = build_optimizer(name, 1e-3, kwargs)
         weight = keras.Variable([[1.0, -1.0]])  # 2-D: some optimizers factor matrices
@@ -331,8 +320,6 @@ def build_loss(name: str, activation: str, sparse: bool = False) -> Any:
     """Cross-entropy or MSE; cross-entropy reads logits for a linear output, and
     takes integer labels in its sparse form (``sparse``). MSE compares with
     one-hot rows (the input pipeline expands integer labels for it)."""
-    import keras
-
     if name == "mse":
         return keras.losses.MeanSquaredError()
     if sparse:
@@ -342,8 +329,6 @@ def build_loss(name: str, activation: str, sparse: bool = False) -> Any:
 
 def accuracy_metric(sparse: bool) -> Any:
     """The accuracy metric (named ``acc``) for integer or one-hot labels."""
-    import keras
-
     if sparse:
         return keras.metrics.SparseCategoricalAccuracy(name="acc")
     return keras.metrics.CategoricalAccuracy(name="acc")
@@ -390,12 +375,6 @@ def check_models(
     class. The first problem is a GridError naming the grid file and the key;
     otherwise returns each model's parameter count."""
     import_keras_quietly()
-    import keras
-    import numpy as np
-
-    from harness import userref
-    from harness.grid.specs import ModelRef
-
     sizes = []
     unique = list(dict.fromkeys((s.input_shape, s.num_classes, s.dtype) for s in shapes))
     for i, spec in enumerate(models):
@@ -463,8 +442,6 @@ def _checked_build(
     classes: int,
     dirs: Sequence[str],
 ) -> keras.Model:
-    import keras
-
     what = ref.builder or ref.name
     try:
         model = build_model(ref, shape, classes, dirs)

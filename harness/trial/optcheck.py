@@ -39,7 +39,7 @@ from typing import Any
 from harness import userref
 from harness.errors import GridError
 from harness.grid.specs import GridSpec, ModelSpec, OptimizerSpec
-from harness.trial.models import DataShape, ModelSize
+from harness.trial.models import DataShape, ModelSize, check_models, check_optimizers
 
 
 def _optimizers(grid: GridSpec) -> str | None:
@@ -70,8 +70,6 @@ def _models(grid: GridSpec, shapes: list[DataShape]) -> str | None:
 
 def check_in_process(grid: GridSpec, shapes: list[DataShape] | None) -> list[ModelSize]:
     """The checks the child runs, in this process (imports TensorFlow)."""
-    from harness.trial.models import check_models, check_optimizers
-
     check_optimizers(grid.source, grid.optimizers)
     if shapes is None:
         return []
@@ -162,8 +160,6 @@ class BackgroundCheck:
 def _main() -> None:
     """The child: read the optimizers, check them, then read the models and
     shapes (if sent) and check them; print the verdict as one JSON line."""
-    from harness.trial.models import check_models, check_optimizers
-
     given: dict[str, Any] = json.loads(sys.stdin.readline())
     source = given["source"]
     optimizers = [OptimizerSpec(o["name"], o["kwargs"]) for o in given["optimizers"]]

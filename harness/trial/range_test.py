@@ -20,13 +20,30 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from harness import userref
 from harness.errors import ParamError
 from harness.grid.specs import FinderParams, FinderSpec, GridSpec
+from harness.lazy import lazy
 from harness.store.records import FinderOutcome, FinderPoint
+from harness.store.results import Store
 from harness.trial import sysinfo
-from harness.trial.data import Dataset
+from harness.trial.data import Dataset, load_grid_data
+from harness.trial.models import (
+    build_loss,
+    build_model,
+    build_optimizer,
+    check_optimizers,
+    output_activation,
+)
+from harness.trial.quiet import import_keras_quietly
+from harness.trial.train import configure_threads, make_dataset, sparse_labels
+
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = lazy("keras", before=import_keras_quietly)
 
 
 def check_params(params: FinderParams) -> None:
@@ -78,10 +95,6 @@ def lr_range_test(
     ``steps_per_epoch`` full batches of ``batch_size``, re-iterated each epoch).
     Returns the points and the stop reason; the model's weights are the ones it
     came with when this returns (or raises)."""
-    import keras
-
-    from harness.trial.models import build_optimizer
-
     ramp = keras.optimizers.schedules.ExponentialDecay(
         params.start_lr,
         decay_steps=params.num_steps - 1,
@@ -145,8 +158,6 @@ class _RangeTracker:
         return self.stop_reason is not None
 
     def callback(self) -> Any:
-        import keras
-
         tracker = self
 
         class RangeCallback(keras.callbacks.Callback):
@@ -170,13 +181,9 @@ def run_finder(
 ) -> FinderOutcome:
     """Build the setup's model (seeded; a user's builder imported with ``dirs``
     on the path), run the range test on ``data``."""
-    from harness.trial.models import build_loss, build_model, output_activation
-    from harness.trial.train import configure_threads, make_dataset, sparse_labels
-
     start = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="microseconds")
     threads = configure_threads(cpus)
-    import keras
 
     keras.utils.set_random_seed(spec.seed)
     data = data.head(spec.train_size)
@@ -218,11 +225,6 @@ def run_finders(
     """Run the range tests of ``runs`` not yet stored in ``out``, storing each as
     it ends; ``on_done(i, n, outcome)`` after each. Returns how many were
     already stored."""
-    from harness import userref
-    from harness.store.results import Store
-    from harness.trial.data import load_grid_data
-    from harness.trial.models import check_optimizers
-
     store = Store(out)
     done = store.finder_ids()
     todo = [r for r in runs if r.finder_id not in done]

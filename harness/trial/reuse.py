@@ -44,11 +44,20 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.grid.specs import TRAINING_FIELDS, TrialSpec, is_constant, kwargs_json
+from harness.lazy import lazy
+from harness.trial.quiet import import_keras_quietly, import_tensorflow_quietly
+
+if TYPE_CHECKING:
+    import keras
+    from tensorflow.python.eager import context as tf_context
+else:
+    keras = lazy("keras", before=import_keras_quietly)
+    tf_context = lazy("tensorflow.python.eager.context", before=import_tensorflow_quietly)
 
 
 def reuse_key(spec: TrialSpec) -> str | None:
@@ -136,8 +145,6 @@ class ModelCache:
             # (TensorFlow's); the op-seed counter and Keras' global
             # SeedGenerator it also resets drive nothing in a trial (dropout
             # has its own SeedGenerator, reset with the weights).
-            import keras
-
             keras.utils.set_random_seed(spec.seed)
         if start is None:
             start = entry.starts[spec.seed] = _capture(build())
@@ -159,8 +166,6 @@ _STEP_METHODS = ("train_step", "test_step", "compute_loss", "compute_metrics", "
 def reusable(model: Any) -> bool:
     """True when ``model``'s training step is Keras' own, so that resetting its
     variables and its optimizer's resets all the step depends on."""
-    import keras
-
     return all(
         getattr(type(model), name, None) is getattr(keras.Model, name, None)
         for name in _STEP_METHODS
@@ -169,9 +174,7 @@ def reusable(model: Any) -> bool:
 
 def _tf_global_seed() -> int | None:
     """TensorFlow's global seed in this process (None when unset)."""
-    from tensorflow.python.eager import context
-
-    return context.global_seed()
+    return tf_context.global_seed()
 
 
 def _values(variables: list[Any]) -> list[np.ndarray]:

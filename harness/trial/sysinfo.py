@@ -8,7 +8,15 @@ import socket
 import subprocess
 from functools import cache
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from harness.lazy import lazy
+from harness.trial.quiet import import_tensorflow_quietly
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+else:
+    tf = lazy("tensorflow", before=import_tensorflow_quietly)
 
 _PACKAGES = ("lrbench", "tensorflow", "keras", "ray", "numpy", "pandas", "pyarrow")
 # Also recorded per nightly run: what else can change a night's data or numbers.
@@ -48,8 +56,6 @@ def cpu_name() -> str:
 def tf_device(use_gpu: bool) -> str:
     """The device TensorFlow trains on in this process: a GPU's name, or the CPU's."""
     if use_gpu:
-        import tensorflow as tf
-
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             details = tf.config.experimental.get_device_details(gpus[0])
@@ -89,8 +95,6 @@ def gpus() -> list[dict[str, str]]:
 
 def tf_build() -> dict[str, str]:
     """TensorFlow's build: CUDA and cuDNN versions it was built against, if any."""
-    import tensorflow as tf
-
     info = tf.sysconfig.get_build_info()
     keys = ("is_cuda_build", "cuda_version", "cudnn_version")
     return {k: str(info[k]) for k in keys if k in info}

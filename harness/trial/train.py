@@ -44,19 +44,21 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 import traceback
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import FatalError, one_line
 from harness.grid.specs import TrialSpec
+from harness.lazy import lazy
 from harness.rules.tracker import StopTracker, steps_per_epoch
 from harness.store.records import CurvePoint, TrialOutcome, TrialRecord, TrialStatus
 from harness.trial import reuse, sysinfo
-from harness.trial.data import Dataset
+from harness.trial.data import Dataset, scale_uint8
 from harness.trial.models import (
     accuracy_metric,
     build_loss,
@@ -64,6 +66,18 @@ from harness.trial.models import (
     build_optimizer,
     output_activation,
 )
+from harness.trial.quiet import import_keras_quietly, import_tensorflow_quietly
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from harness.trial import keras_schedules
+else:
+    keras = lazy("keras", before=import_keras_quietly)
+    tf = lazy("tensorflow", before=import_tensorflow_quietly)
+    # its schedules subclass Keras' at its top
+    keras_schedules = lazy("harness.trial.keras_schedules", before=import_keras_quietly)
 
 VAL_BATCH = 2000
 _threads: int | None = None
@@ -80,8 +94,6 @@ def configure_threads(cpus: float) -> int:
     global _threads
     n = max(1, int(cpus))
     if _threads is None:
-        import tensorflow as tf
-
         try:
             tf.config.threading.set_intra_op_parallelism_threads(n)
             tf.config.threading.set_inter_op_parallelism_threads(n)
@@ -94,7 +106,6 @@ def configure_threads(cpus: float) -> int:
 
 def _callback(tracker: StopTracker) -> Any:
     """A Keras callback that feeds ``tracker`` and stops training when it says so."""
-    import keras
 
     class StopRuleCallback(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -136,10 +147,6 @@ def make_dataset(data: Dataset, batch_size: int, seed: int, threads: int, loss: 
     The arrays go in as they are stored; each batch is scaled (uint8 inputs)
     and, for MSE on integer labels, one-hot expanded here, so no float copy of
     the whole dataset is ever made."""
-    import tensorflow as tf
-
-    from harness.trial.data import scale_uint8
-
     ds = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
     ds = ds.shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
@@ -179,8 +186,7 @@ def run_trial(
     fields: dict[str, Any] = {}
     try:
         threads = configure_threads(cpus)
-        import keras
-
+        import_keras_quietly()  # Keras' modules too are in place before they are frozen
         _freeze_imports()
         device = sysinfo.tf_device(gpus > 0)
         if gpus > 0 and device.startswith("cpu"):
@@ -312,9 +318,9 @@ def build_compiled(spec: TrialSpec, data: Dataset) -> Any:
     seeded by the caller)."""
     model = build_model(spec.model_ref, data.input_shape, data.num_classes)
     n_train = len(data.x_train)
-    from harness.trial.keras_schedules import build_schedule
-
-    lr = build_schedule(spec.schedule, spec.lr, steps_per_epoch(n_train, spec.batch_size))
+    lr = keras_schedules.build_schedule(
+        spec.schedule, spec.lr, steps_per_epoch(n_train, spec.batch_size)
+    )
     sparse = sparse_labels(data, spec.loss)
     model.compile(
         optimizer=build_optimizer(spec.optimizer, lr, spec.optimizer_kwargs),
@@ -334,8 +340,6 @@ def _release_keras_state(clear_session: bool = True) -> None:
     that reuses the cached model (``harness.trial.reuse``) keeps the Keras session
     but still collects: ten trials' garbage collected at once took 6 s.
     """
-    import sys
-
     if clear_session and "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session(free_memory=False)
     gc.collect()

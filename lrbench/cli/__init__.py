@@ -1,10 +1,11 @@
 """The ``lrbench`` command line: thin commands over the library, one module per
 command group (``runs``: sweep, show, find-lr, compact, migrate; ``reports``:
-report, replay, export; ``nightly_cmd``: nightly run, judge, accept), registered here in the order
-``--help`` lists them. ``app`` is the console script.
+report, replay, export; ``nightly_cmd``: nightly run, judge, accept), registered
+here in the order ``--help`` lists them. ``app`` is the console script.
 
-TensorFlow and Ray are imported only inside the commands that need them, so
-``--help`` and a bad grid file's error come back at once.
+The modules behind the commands are held by ``harness.lazy.lazy`` and loaded
+when a command runs, so ``--help`` comes back at once, without NumPy, pandas,
+pyarrow, TensorFlow or Ray.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from harness import __version__
 from harness.errors import LrbenchError
 from lrbench.cli.common import (
     CTRL_C_EXIT,
@@ -58,8 +59,6 @@ app = App(
 
 def _print_version(value: bool) -> None:
     if value:
-        from harness import __version__
-
         typer.echo(f"lrbench {__version__}")
         raise typer.Exit()
 

@@ -10,14 +10,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from harness.errors import FatalError, LrbenchError, ParamError
+from harness.lazy import lazy
+from harness.store.location import redact
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from analysis import display
+    from harness.grid import parse as grid_parse
     from harness.grid.resolved import Skipped
     from harness.grid.specs import GridSpec
+    from harness.store import results as result_store
+else:  # loaded when used: they bring NumPy, pandas and pyarrow
+    display = lazy("analysis.display")
+    grid_parse = lazy("harness.grid.parse")
+    result_store = lazy("harness.store.results")
 
 GridArg = Annotated[Path, typer.Argument(help="Grid file (TOML).", show_default=False)]
 MaxTrials = Annotated[
@@ -38,7 +49,6 @@ OPTIONS = {
 def say(message: str = "", err: bool = False) -> None:
     """Print a line of the CLI's output, with the secrets of any URI in it
     hidden (``harness.store.location.redact``): every command prints through here."""
-    from harness.store.location import redact
 
     typer.echo(redact(message), err=err)
 
@@ -112,10 +122,8 @@ def kept_trials(out: str) -> int | None:
     """How many finished trials (all but ``error``) the results directory ``out``
     holds, for the line printed after a signal; None when that cannot be read
     now (a second signal included)."""
-    from harness.store.results import Store
-
     try:
-        return len(Store(out).finished())
+        return len(result_store.Store(out).finished())
     except (Exception, KeyboardInterrupt):
         return None
 
@@ -164,9 +172,7 @@ def check_directory(option: str, path: str | None) -> None:
 def notes(spec: GridSpec, skipped: Iterable[Skipped] = ()) -> None:
     """Print the grid's warnings, and a note for each optimizer ``lr = { best = DIR }``
     skipped (``skipped``: a resolved grid's)."""
-    from harness.grid.parse import grid_warnings
-
-    for warning in grid_warnings(spec):
+    for warning in grid_parse.grid_warnings(spec):
         say(f"warning: {warning}", err=True)
     for skip in skipped:
         say(f"note: skipped {skip.text}", err=True)
@@ -174,13 +180,8 @@ def notes(spec: GridSpec, skipped: Iterable[Skipped] = ()) -> None:
 
 def print_tables(shown: dict) -> None:
     """Print the formatted report tables (``analysis.display``) that are present."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from analysis.display import TITLES
-
     console = Console(width=max(Console().width, 140))
-    for name, title in TITLES.items():
+    for name, title in display.TITLES.items():
         if name not in shown:
             continue
         frame = shown[name]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 import typer
 from typer.core import TyperGroup
 
+from harness.lazy import lazy
 from harness.store.location import child
 from harness.trial.quiet import quiet_tensorflow
 from lrbench.cli.common import (
@@ -26,9 +27,27 @@ from lrbench.cli.common import (
     say,
 )
 
+# The modules behind the commands: loaded when a command runs, so that ``--help``
+# comes back without pandas, pyarrow, Ray or matplotlib
 if TYPE_CHECKING:
+    import matplotlib
+
+    from analysis.nightly import judge, noise, render
     from analysis.nightly.noise import Rules
+    from harness.store import history as stored_history
+    from harness.sweep import driver
     from harness.sweep.driver import RunOptions
+    from lrbench import compose
+    from lrbench import night as nights
+else:
+    matplotlib = lazy("matplotlib")
+    judge = lazy("analysis.nightly.judge")
+    noise = lazy("analysis.nightly.noise")
+    render = lazy("analysis.nightly.render")
+    stored_history = lazy("harness.store.history")
+    driver = lazy("harness.sweep.driver")
+    compose = lazy("lrbench.compose")
+    nights = lazy("lrbench.night")
 
 SUBCOMMANDS = ("run", "judge", "accept")
 
@@ -114,9 +133,7 @@ def judging(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def with_rules(**kwargs: Any) -> None:
-        from analysis.nightly.noise import Rules
-
-        rules = Rules(**{name: kwargs.pop(name) for name in RULE_OPTIONS})
+        rules = noise.Rules(**{name: kwargs.pop(name) for name in RULE_OPTIONS})
         rules.check()
         command(rules=rules, **kwargs)
 
@@ -175,12 +192,10 @@ def run_command(
     """Run GRID as tonight's night of the history (resuming an interrupted run of
     the same date), judge it against the median of the last good nights, write
     the Markdown summary and the HTML trend report. Exit code 1 on a regression."""
-    from harness.sweep.driver import RunOptions
-
     _check_paths(history, summary)
 
     def night() -> str:
-        options = RunOptions(address, data_dir, max_failures, verbose)
+        options = driver.RunOptions(address, data_dir, max_failures, verbose)
         run = _run_night(grid, history, options, revision, device_class)
         if keep_runs is not None:
             _prune(history, keep_runs)
@@ -214,9 +229,7 @@ def accept_command(
 ) -> None:
     """Accept a night as it is, regressions included: it starts a new baseline.
     Runs and judges nothing else."""
-    from harness.store.history import History
-
-    History(history).accept(run_id)
+    stored_history.History(history).accept(run_id)
     say(
         f"accepted {run_id}: nights after it are judged against a baseline that starts "
         "with it (nights before it no longer count)"
@@ -245,15 +258,13 @@ def _verdict(history: str, work: Callable[[], str]) -> None:
 def _run_night(
     grid: Path, history: str, options: RunOptions, revision: str | None, device_class: str | None
 ) -> str:
-    from lrbench.compose import prepare_grid
-
-    resolved = prepare_grid(grid)
+    resolved = compose.prepare_grid(grid)
     notes(resolved.spec, resolved.skipped)
     quiet_tensorflow()
-    from lrbench.night import run_night
-
     try:
-        night = run_night(resolved, history, options, revision=revision, device_class=device_class)
+        night = nights.run_night(
+            resolved, history, options, revision=revision, device_class=device_class
+        )
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
         out = _tonight(history, resolved.digest)
         if out is None:  # stopped before tonight's run was recorded
@@ -284,10 +295,8 @@ def _run_night(
 def _tonight(history: str, digest: str) -> str | None:
     """The results directory of the newest uncommitted run of the grid
     ``digest`` (the one a stopped night was filling), if any can be read now."""
-    from harness.store.history import History
-
     try:
-        store = History(history)
+        store = stored_history.History(history)
         runs = [i for i in store.pending() if i.grid_digest == digest]
         return store.run_out(runs[-1].run_id) if runs else None
     except (Exception, KeyboardInterrupt):
@@ -295,9 +304,7 @@ def _tonight(history: str, digest: str) -> str | None:
 
 
 def _prune(history: str, keep: int) -> None:
-    from harness.store.history import History
-
-    pruned = History(history).prune_runs(keep)
+    pruned = stored_history.History(history).prune_runs(keep)
     if pruned:
         say(
             f"removed the results directories of {len(pruned)} older runs (--keep-runs {keep}); "
@@ -307,15 +314,9 @@ def _prune(history: str, keep: int) -> None:
 
 
 def _judge_night(history: str, rules: Rules, run: str | None, summary: str | None) -> str:
-    import matplotlib
-
     matplotlib.use("Agg")
-    from analysis.nightly import render
-    from analysis.nightly.judge import judge
-    from harness.store.history import History
-
-    store = History(history)
-    judgement = judge(store.read(), rules, run, store.accepted())
+    store = stored_history.History(history)
+    judgement = judge.judge(store.read(), rules, run, store.accepted())
     index = render.write(store, judgement, rules)
     text = render.markdown(judgement, rules, index)
     say(text)

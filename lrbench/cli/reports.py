@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+import shlex
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from harness.lazy import lazy
+from harness.rules.pruning import PRUNE_RULES
 from harness.trial.quiet import quiet_tensorflow
 from lrbench.cli.common import check_directory, fail, failed, print_tables, say
+
+if TYPE_CHECKING:
+    from analysis import display, load
+    from analysis import replay as replaying
+    from analysis.report import writer
+    from lrbench import tensorboard_export
+else:
+    # imported with the CLI: pandas, pyarrow and matplotlib wait for a command that reads results
+    display = lazy("analysis.display")
+    load = lazy("analysis.load")
+    replaying = lazy("analysis.replay")
+    writer = lazy("analysis.report.writer")
+    tensorboard_export = lazy("lrbench.tensorboard_export")
 
 
 def report(
@@ -35,23 +51,20 @@ def report(
     if not 0 < min_success <= 1:
         raise fail(f"--min-success: {min_success} is outside (0, 1]")
     check_directory("--out", out)
-    from analysis.display import display_tables
-    from analysis.load import NoTrialsYet, load_results
-    from analysis.report.writer import default_out, write_report, write_waiting_report
 
     try:
-        loaded = load_results(results)
-        written = write_report(loaded, out or default_out(results), min_success)
-    except NoTrialsYet as waiting:
+        loaded = load.load_results(results)
+        written = writer.write_report(loaded, out or writer.default_out(results), min_success)
+    except load.NoTrialsYet as waiting:
         if len(results) > 1:  # a comparison needs trials on every side
             raise failed(waiting) from None
-        written = write_waiting_report(waiting, out or default_out(results))
+        written = writer.write_waiting_report(waiting, out or writer.default_out(results))
         say(
             f"{waiting.path}: no trials stored yet; report: "
             f"{os.path.join(written.out, 'index.html')}"
         )
         return
-    print_tables(display_tables(written.tables))
+    print_tables(display.display_tables(written.tables))
     say(f"report: {os.path.join(written.out, 'index.html')}")
 
 
@@ -69,27 +82,22 @@ def replay(
     verdict (every change listed), the re-runs, the training seconds saved, and
     the margin each pruning relied on. The live sweep and the replay call the
     same functions."""
-    from analysis.load import load_results
-    from analysis.replay import replay as replay_rule
-    from analysis.replay import replay_lines, replay_summary, stop_rules
-    from harness.rules.pruning import PRUNE_RULES
-
     rules = prune or list(PRUNE_RULES)
     for rule in rules:
         if rule not in PRUNE_RULES:
             raise fail(f"--prune: unknown rule {rule!r}; rules: {', '.join(PRUNE_RULES)}")
-    loaded = load_results(results)
+    loaded = load.load_results(results)
     pruned = loaded.trials["pruned"].fillna(False).astype(bool)
     if pruned.any():
         raise fail(
             f"{results}: {int(pruned.sum())} trials were pruned, so their full curves are "
             "not stored; replay a sweep run with [stop] prune = false"
         )
-    stops = stop_rules(loaded.manifests)
+    stops = replaying.stop_rules(loaded.manifests)
     for rule in rules:
         for guard in (False, True):
-            replayed = replay_rule(loaded.trials, loaded.curves, stops, rule, guard=guard)
-            for line in replay_lines(replay_summary(replayed, rule, guard)):
+            replayed = replaying.replay(loaded.trials, loaded.curves, stops, rule, guard=guard)
+            for line in replaying.replay_lines(replaying.replay_summary(replayed, rule, guard)):
                 say(line)
 
 
@@ -109,14 +117,10 @@ def export(
 ) -> None:
     """Export results for browsing in other tools (now: TensorBoard's HParams and
     Scalars dashboards)."""
-    import shlex
-
     check_directory("--tensorboard", tensorboard)
     quiet_tensorflow()
-    from analysis.load import load_results
-    from lrbench.tensorboard_export import export_tensorboard
 
-    written = export_tensorboard(load_results(results), tensorboard)
+    written = tensorboard_export.export_tensorboard(load.load_results(results), tensorboard)
     say(
         f"tensorboard: {written.runs} runs written to {written.logdir}; "
         f"browse with: tensorboard --logdir {shlex.quote(written.logdir)}"

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from harness.grid.specs import MAX_TRIALS
+from harness.errors import StoreError
+from harness.grid.specs import MAX_TRIALS, FinderParams
+from harness.lazy import lazy
+from harness.store.location import Location
 from harness.trial.quiet import quiet_tensorflow
 from lrbench.cli.common import (
     GridArg,
@@ -25,8 +28,31 @@ from lrbench.cli.common import (
     stopped,
 )
 
+# The modules behind the commands: loaded when a command runs, so that ``--help``
+# and a grid's error come back without pandas, pyarrow, Ray or TensorFlow
 if TYPE_CHECKING:
+    from analysis import display
+    from analysis.finder import summary as finder_summary
+    from harness.grid import parse as grid_parse
+    from harness.grid import plan
+    from harness.store import history
+    from harness.store import migrate as store_migrate
+    from harness.store import results as result_store
     from harness.store.records import FinderOutcome
+    from harness.sweep import driver
+    from harness.trial import range_test
+    from lrbench import compose
+else:
+    display = lazy("analysis.display")
+    finder_summary = lazy("analysis.finder.summary")
+    grid_parse = lazy("harness.grid.parse")
+    plan = lazy("harness.grid.plan")
+    history = lazy("harness.store.history")
+    result_store = lazy("harness.store.results")
+    store_migrate = lazy("harness.store.migrate")
+    driver = lazy("harness.sweep.driver")
+    range_test = lazy("harness.trial.range_test")
+    compose = lazy("lrbench.compose")
 
 
 def sweep(
@@ -51,19 +77,16 @@ def sweep(
     max_trials: MaxTrials = MAX_TRIALS,
 ) -> None:
     """Run a grid (resumes: trials already stored are skipped)."""
-    from lrbench.compose import prepare_grid
-
     target = out or "results/<grid name>"
     resolved = None
     try:
-        resolved = prepare_grid(grid, max_trials)
+        resolved = compose.prepare_grid(grid, max_trials)
         notes(resolved.spec, resolved.skipped)
         target = out or str(Path("results") / resolved.spec.name)
         check_directory("--out", target)
         quiet_tensorflow()
-        from harness.sweep.driver import RunOptions, run_sweep
-
-        result = run_sweep(resolved, target, RunOptions(address, data_dir, max_failures, verbose))
+        options = driver.RunOptions(address, data_dir, max_failures, verbose)
+        result = driver.run_sweep(resolved, target, options)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
         kept = kept_trials(target) if resolved is not None else None
         raise interrupted("trials", target, exc, kept) from None
@@ -117,20 +140,15 @@ def show(
     """Show a grid expanded: its axes, trial count and worst-case time, its data
     (shapes, class count) and each model's weight count at each width (built
     once, not trained)."""
-    from harness.grid.plan import plan, problem_lines, stored_lines
-    from lrbench.compose import prepare_grid
-
-    resolved = prepare_grid(grid, max_trials)
-    lines = plan(resolved, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
-    lines += problem_lines(resolved.spec, data_dir, build)
+    resolved = compose.prepare_grid(grid, max_trials)
+    lines = plan.plan(resolved, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
+    lines += plan.problem_lines(resolved.spec, data_dir, build)
     if out is not None:
-        from harness.store.results import Store
-
-        store = Store(out)
+        store = result_store.Store(out)
         change = store.grid_change(resolved)
         ids = {t.trial_id for t in resolved.expand()}
         stored = len(ids & store.finished().keys())  # none in a new directory
-        lines += stored_lines(store.shown(), change, len(ids), stored)
+        lines += plan.stored_lines(store.shown(), change, len(ids), stored)
     notes(resolved.spec, resolved.skipped)
     for line in lines:
         say(line)
@@ -167,10 +185,6 @@ def find_lr(
     longest-descent, fastai-valley) beside the grid's measured band when its
     sweep is in the same directory, and draws DIR/finder.png. Stored tests are
     not run again."""
-    from harness.grid.parse import load_grid
-    from harness.grid.specs import FinderParams
-    from harness.trial.range_test import check_params, finder_runs, run_finders
-
     target = out or "results/<grid name>"
 
     def done(i: int, n: int, outcome: FinderOutcome) -> None:
@@ -183,16 +197,18 @@ def find_lr(
 
     try:
         params = FinderParams(start, end, steps, beta, stop_factor)
-        check_params(params)
-        spec = load_grid(grid)
+        range_test.check_params(params)
+        spec = grid_parse.load_grid(grid)
         notes(spec)
         target = out or str(Path("results") / spec.name)
         check_directory("--out", target)
-        runs = finder_runs(spec, params, optimizer, seed)
+        runs = range_test.finder_runs(spec, params, optimizer, seed)
         quiet_tensorflow()
-        stored = run_finders(spec, runs, target, data_dir or spec.data_dir, on_done=done)
-        if stored:
-            say(f"{stored} of {len(runs)} range tests already stored in {target}")
+        already = range_test.run_finders(
+            spec, runs, target, data_dir or spec.data_dir, on_done=done
+        )
+        if already:
+            say(f"{already} of {len(runs)} range tests already stored in {target}")
         _finder_summary(target)
     except KeyboardInterrupt as exc:
         raise interrupted("range tests", target, exc) from None
@@ -202,11 +218,8 @@ def find_lr(
 
 def _finder_summary(target: str) -> None:
     """Print the stored range tests' suggestions and where their figure is."""
-    from analysis.display import finder_display
-    from analysis.finder.summary import write_finder_summary
-
-    summary = write_finder_summary(target)
-    print_tables({"finder": finder_display(summary.compared, several=False)})
+    summary = finder_summary.write_finder_summary(target)
+    print_tables({"finder": display.finder_display(summary.compared, several=False)})
     say(f"figure: {summary.figure}")
     if not summary.has_sweep:
         say(
@@ -222,12 +235,9 @@ def compact(
 ) -> None:
     """Merge the per-trial files of finished trials into a few Parquet parts
     (a finished sweep does this itself; readers take either form)."""
-    from harness.errors import StoreError
-    from harness.store.results import MANIFEST, TRIALS, Store
-
-    store = Store(results)
+    store = result_store.Store(results)
     try:
-        if not (store.has(MANIFEST) or store.has(TRIALS)):
+        if not (store.has(result_store.MANIFEST) or store.has(result_store.TRIALS)):
             raise StoreError(f"{store.shown()}: not an lrbench results directory")
         with store.locked("lrbench compact"):
             done = store.compact()
@@ -255,18 +265,14 @@ def migrate(
     """Rewrite the Parquet files an older lrbench wrote here to the current
     results schema, so that DuckDB, polars, pandas and Spark read each folder as
     one dataset (sweeps and `lrbench compact` do this too; see docs/results.md)."""
-    from harness.errors import StoreError
-    from harness.store.history import NIGHTS
-    from harness.store.location import Location
-    from harness.store.migrate import migrate as rewrite
-    from harness.store.results import MANIFEST, TRIALS
-
     where = Location(results)
     try:
-        if not any(where.has(name) for name in (MANIFEST, TRIALS, NIGHTS)):
+        if not any(
+            where.has(name) for name in (result_store.MANIFEST, result_store.TRIALS, history.NIGHTS)
+        ):
             raise StoreError(f"{where.shown()}: not an lrbench results directory or history")
         with where.locked("lrbench migrate"):
-            done = rewrite(where)
+            done = store_migrate.migrate(where)
     except KeyboardInterrupt as exc:  # each file is replaced atomically
         message = f"{where.shown()}: migration stopped, nothing lost; run it again to finish"
         raise stopped(message, exc) from None

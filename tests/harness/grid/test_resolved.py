@@ -122,9 +122,8 @@ def test_the_trial_count_is_known_before_the_lrs_are_resolved():
     assert len(grids["finder"].expand()) == 24 <= FINDER.trial_count()
 
 
-# Each grid's digest and a hash of its trial ids in order, as ``GridSpec`` gave
-# them before the grid was split into its declaration and its resolved LRs:
-# stored results, manifests and histories know them.
+# Each kind's digest and a hash of its trial ids in order, as stored results,
+# manifests and histories know them: a change here would orphan stored trials.
 PINNED = {
     "fixed": ("eec4c42665638718", 24, "efac62cc6632", "8352887527e7"),
     "best": ("98e16fe3b45c4712", 12, "d0fdc8bb5256", "7536be6b338b"),
