@@ -142,13 +142,14 @@ def show(
     once, not trained)."""
     resolved = compose.prepare_grid(grid, max_trials)
     lines = plan.plan(resolved, cpus if cpus is not None else float(os.cpu_count() or 1), gpus)
-    lines += plan.problem_lines(resolved.spec, data_dir, build)
-    if out is not None:
+    held: list[str] = []
+    if out is not None:  # a grid the directory cannot take is refused before any build
         store = result_store.Store(out)
         change = store.grid_change(resolved)
         ids = {t.trial_id for t in resolved.expand()}
         stored = len(ids & store.finished().keys())  # none in a new directory
-        lines += plan.stored_lines(store.shown(), change, len(ids), stored)
+        held = plan.stored_lines(store.shown(), change, len(ids), stored)
+    lines += plan.problem_lines(resolved.spec, data_dir, build) + held
     notes(resolved.spec, resolved.skipped)
     for line in lines:
         say(line)

@@ -263,7 +263,7 @@ def confirm_grid(base, out, rule: str, decades: float, num: int):
 def test_show_gives_each_optimizer_its_ladder_around_the_real_suggestion(range_tests):
     base, out = range_tests
     path = confirm_grid(base, out, "longest-descent", 1.5, 7)
-    result = runner.invoke(app, ["show", str(path)])
+    result = runner.invoke(app, ["show", str(path), "--no-build"])  # the ladders: grid lines
     assert result.exit_code == 0, result.output
     found = F.suggestions(Store(str(out)).read_finder()).set_index(["optimizer", "rule"])
     for opt in ("gd", "adam"):

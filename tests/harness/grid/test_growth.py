@@ -79,7 +79,7 @@ def test_a_grown_grid_runs_only_its_new_trials(write_grid, tmp_path):
     assert [p.name.startswith("part-") for p in (out / "trials").iterdir()] == [True]
 
     grown = write_grid(BASE.replace("lr = [100.0]", "lr = [100.0, 0.01]"), "v2.toml")
-    shown = runner.invoke(app, ["show", str(grown), "--out", str(out)])
+    shown = runner.invoke(app, ["show", str(grown), "--out", str(out), "--no-build"])
     assert shown.exit_code == 0, shown.output
     assert f"stored      1 of 2 in {out}; 1 to run" in shown.output
     assert "grows       the stored grid: lrs +1" in shown.output
