@@ -23,8 +23,6 @@ from harness.rules.pruning import prune_check
 from harness.store.records import CurvePoint, TrialStatus
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from harness.store.records import Manifest
 
 REACHED, BUDGET, ERROR = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ def store_range_test(out, optimizer: str = "adam", n: int = len(LR), **changes) 
     Store(str(out)).write_finder(outcome)
 
 
-def grid(write_grid, results, rule: str = "min/10", extra: str = "", head: str = "") -> str:
+def grid(write_grid, results, rule: str = "min/10", extra: str = "", head: str = "") -> Path:
     return write_grid(
         f"""
         name = "confirm"

@@ -43,7 +43,7 @@ def _rows(out) -> pd.DataFrame:
 def test_pruned_trials_next_to_a_new_reached_cell_are_rechecked_in_full(tmp_path, write_grid):
     out = tmp_path / "out"
     first = ResolvedGrid.fixed(load_grid(write_grid(GRID.format(lrs="[1e-5, 1e-4]"))))
-    assert first.stop.prune == "optimistic"
+    assert first.spec.stop.prune == "optimistic"
     result = run_sweep(first, str(out))
     assert result.rechecked == 0 and result.compacted == 2
     rows = _rows(out)
