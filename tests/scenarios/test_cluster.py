@@ -180,33 +180,48 @@ def test_without_the_token_the_sweep_says_so_in_one_line(cluster, write_grid, tm
     assert len(errors) == 1 and "needs RAY_AUTH_MODE=token and its token" in errors[0]
 
 
-def _client_server_died(client: str) -> bool:
-    """Whether the head's Ray Client proxy lost the server it started for a
-    client: Ray's own intermittent failure (the server process dies as it is
+def _client_server_failures(client: str) -> int:
+    """How often the head's Ray Client proxy has lost the server it started for
+    a client: Ray's own intermittent failure (the server process dies as it is
     forked, ray-project/ray#63202), which a client cannot tell from a hang."""
     log = HEAD_LOGS[int(client.rsplit(":", 1)[1])] / "ray_client_server.err"
-    return log.exists() and "SpecificServer startup failed" in log.read_text()
+    return log.read_text().count("SpecificServer startup failed") if log.exists() else 0
+
+
+def _client_sweep(grid: Path, out: Path, client: str, timeout: float = 240) -> tuple[int, str]:
+    """``lrbench sweep`` through Ray Client: its exit code and output. A sweep
+    whose client server the head lost (``_client_server_failures``) hangs: it
+    is stopped as soon as the head's log says so, and run once more."""
+    for attempt in range(2):
+        failures = _client_server_failures(client)
+        proc = _sweep(grid, out, client)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=2)  # keeps what it has read
+                break
+            except subprocess.TimeoutExpired:
+                lost = _client_server_failures(client) > failures
+                if lost or time.monotonic() > deadline:
+                    proc.kill()
+                    output, _ = proc.communicate()
+                    assert attempt == 0 and lost, output  # only Ray's failure earns a retry
+                    break
+        if proc.returncode is None or proc.returncode < 0:
+            continue  # stopped above: try again
+        # the same failure, seen by the client as a refused connection: the
+        # head's proxy found the server it forked already a zombie
+        if proc.returncode != 0 and attempt == 0 and "ZombieProcess" in output:
+            continue
+        return proc.returncode, output
+    raise AssertionError("unreachable")
 
 
 def test_a_sweep_runs_on_both_nodes_of_an_existing_cluster(cluster, write_grid, tmp_path):
     _, _, client = cluster  # through Ray Client, as from a machine outside the cluster
     grid = write_grid(GRID.format(lrs="[1e-6, 2e-6, 3e-6, 4e-6]", epochs=10))
-    for attempt in range(2):
-        proc = _sweep(grid, tmp_path / "out", client)
-        try:
-            output, _ = proc.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-            # only Ray's own failure to start the client's server earns a second try
-            assert attempt == 0 and _client_server_died(client), output
-            continue
-        # the same failure, seen by the client as a refused connection: the
-        # head's proxy found the server it forked already a zombie
-        if proc.returncode != 0 and attempt == 0 and "ZombieProcess" in output:
-            continue
-        break
-    assert proc.returncode == 0, output
+    returncode, output = _client_sweep(grid, tmp_path / "out", client)
+    assert returncode == 0, output
     trials = pd.read_parquet(tmp_path / "out" / "trials")
     assert len(trials) == 4 and set(trials.status) == {"budget"}
     assert trials.node_id.nunique() == 2  # both nodes ran trials
