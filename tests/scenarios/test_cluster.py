@@ -192,11 +192,12 @@ def _client_sweep(grid: Path, out: Path, client: str, timeout: float = 240) -> t
     """``lrbench sweep`` through Ray Client: its exit code and output. A sweep
     whose client server the head lost (``_client_server_failures``) hangs: it
     is stopped as soon as the head's log says so, and run once more."""
-    for attempt in range(2):
+    for attempt in (0, 1):
         failures = _client_server_failures(client)
         proc = _sweep(grid, out, client)
         deadline = time.monotonic() + timeout
-        while True:
+        lost = False
+        while not lost:
             try:
                 output, _ = proc.communicate(timeout=2)  # keeps what it has read
                 break
@@ -206,15 +207,13 @@ def _client_sweep(grid: Path, out: Path, client: str, timeout: float = 240) -> t
                     proc.kill()
                     output, _ = proc.communicate()
                     assert attempt == 0 and lost, output  # only Ray's failure earns a retry
-                    break
-        if proc.returncode is None or proc.returncode < 0:
-            continue  # stopped above: try again
         # the same failure, seen by the client as a refused connection: the
         # head's proxy found the server it forked already a zombie
-        if proc.returncode != 0 and attempt == 0 and "ZombieProcess" in output:
+        zombie = proc.returncode != 0 and "ZombieProcess" in output
+        if attempt == 0 and (lost or zombie):
             continue
         return proc.returncode, output
-    raise AssertionError("unreachable")
+    raise AssertionError("the second attempt returns")
 
 
 def test_a_sweep_runs_on_both_nodes_of_an_existing_cluster(cluster, write_grid, tmp_path):
